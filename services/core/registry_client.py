@@ -1,0 +1,114 @@
+"""How the other services call the registry.
+
+Writes and service-level reads go to the internal service with the service
+credential; reads on a user's behalf forward the user's own token, so the
+registry confines them to that user's environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from stepforge.services.core.auth import Principal
+from stepforge.services.core.error_translation import from_peer_error
+from stepforge.services.core.errors import ServiceError, Unauthenticated, Unavailable
+from stepforge.v1 import common_pb2, registry_pb2, registry_pb2_grpc
+
+_T = TypeVar("_T")
+# Every internal call has a deadline, so a stuck registry cannot hold a thread.
+CALL_TIMEOUT_S = 10.0
+
+
+class RegistryClient:
+    def __init__(self, channel: grpc.Channel, target: str, service_token: str) -> None:
+        self._public = registry_pb2_grpc.RegistryServiceStub(channel)
+        self._internal = registry_pb2_grpc.RegistryInternalServiceStub(channel)
+        self._target = target
+        self._service_metadata = (("authorization", f"Bearer {service_token}"),)
+
+    def authenticate(self, token: str) -> Principal:
+        answer = self._call(
+            self._internal.AuthenticateToken,
+            registry_pb2.AuthenticateTokenRequest(token=token),
+        )
+        return Principal(project=answer.project, environment=answer.environment)
+
+    def project_settings(self, user_token: str) -> registry_pb2.ProjectSettings:
+        return self._call(
+            self._public.GetProjectSettings,
+            registry_pb2.GetProjectSettingsRequest(),
+            user_token=user_token,
+        )
+
+    def get_step(self, user_token: str, name: str) -> common_pb2.Step:
+        return self._call(
+            self._public.GetStep,
+            registry_pb2.GetStepRequest(name=name),
+            user_token=user_token,
+        )
+
+    def register_step(
+        self,
+        environment: str,
+        step: common_pb2.Step,
+        mask_paths: list[str],
+        origin: common_pb2.StepOrigin.ValueType,
+    ) -> common_pb2.Step:
+        request = registry_pb2.RegisterStepRequest(
+            environment=environment, step=step, origin=origin
+        )
+        request.container_config_mask.paths.extend(mask_paths)
+        return self._call(self._internal.RegisterStep, request)
+
+    def update_step_build(
+        self, request: registry_pb2.UpdateStepBuildRequest
+    ) -> common_pb2.Step:
+        return self._call(self._internal.UpdateStepBuild, request)
+
+    def abandon_step(self, environment: str, name: str) -> None:
+        self._call(
+            self._internal.AbandonStep,
+            registry_pb2.AbandonStepRequest(environment=environment, name=name),
+        )
+
+    def pending_steps(self) -> list[registry_pb2.PendingStep]:
+        answer = self._call(
+            self._internal.ListPendingSteps, registry_pb2.ListPendingStepsRequest()
+        )
+        return list(answer.steps)
+
+    def referenced_archives(self) -> set[str]:
+        answer = self._call(
+            self._internal.ListReferencedArchives,
+            registry_pb2.ListReferencedArchivesRequest(),
+        )
+        return set(answer.archive_sha256)
+
+    def _call(
+        self, method: Callable[..., _T], request: Any, *, user_token: str | None = None
+    ) -> _T:
+        metadata = (
+            (("authorization", f"Bearer {user_token}"),)
+            if user_token is not None
+            else self._service_metadata
+        )
+        try:
+            return method(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as error:
+            raise self._translate(error) from None
+
+    def _translate(self, error: grpc.RpcError) -> ServiceError:
+        translated = from_peer_error(error)
+        if translated.code in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        ):
+            return Unavailable(
+                f"registry at {self._target} is unavailable: {translated.message}"
+            )
+        if translated.code == grpc.StatusCode.UNAUTHENTICATED:
+            return Unauthenticated(translated.message)
+        return translated

@@ -1,0 +1,63 @@
+"""A gRPC server with what every Stepforge server has: authentication, error
+translation, health checks and reflection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from stepforge.services.core.auth import AuthInterceptor, TokenResolver
+from stepforge.services.core.error_translation import ErrorTranslationInterceptor
+from stepforge.services.core.limits import CHUNK_BYTES
+
+# A chunk plus its envelope must fit; nothing else is larger.
+MAX_MESSAGE_BYTES = 4 * CHUNK_BYTES
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One servicer: how to add it, and the full gRPC service name it serves."""
+
+    add: Callable[[grpc.Server], None]
+    service_name: str
+
+
+def create_server(
+    resolve_user_token: TokenResolver,
+    service_token: str,
+    service_only: frozenset[str],
+    *,
+    max_workers: int = 32,
+) -> grpc.Server:
+    """Builds a server with no services yet; bind it, then `add_services`."""
+    return grpc.server(
+        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=[
+            ErrorTranslationInterceptor(),
+            AuthInterceptor(resolve_user_token, service_token, service_only),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+
+
+def add_services(server: grpc.Server, registrations: Sequence[Registration]) -> None:
+    """Adds the servicers, then health checks and reflection covering them."""
+    for registration in registrations:
+        registration.add(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [registration.service_name for registration in registrations]
+    for name in [*names, ""]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )

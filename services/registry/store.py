@@ -1,0 +1,265 @@
+"""The registry's SQLite store: projects, environments, tokens and steps."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import timestamp_pb2
+
+from stepforge.services.core.auth import Principal
+from stepforge.services.core.errors import AlreadyExists, FailedPrecondition, NotFound
+from stepforge.services.core.sqlite import open_database
+from stepforge.v1 import common_pb2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    name TEXT PRIMARY KEY,
+    container_config BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS environments (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL REFERENCES projects(name),
+    name TEXT NOT NULL,
+    UNIQUE (project, name)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    token_sha256 TEXT PRIMARY KEY,
+    environment_id TEXT NOT NULL REFERENCES environments(id),
+    create_time TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    environment_id TEXT NOT NULL REFERENCES environments(id),
+    name TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    archive_sha256 TEXT NOT NULL DEFAULT '',
+    step BLOB NOT NULL,
+    PRIMARY KEY (environment_id, name)
+);
+"""
+
+TOKEN_PREFIX = "sf_"
+
+
+@dataclass(frozen=True)
+class Environment:
+    id: str
+    project: str
+    name: str
+
+
+class RegistryStore:
+    """Every method is one transaction; safe to call from many threads."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = open_database(path, _SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # Projects, environments and tokens.
+
+    def ensure_environment(
+        self, project: str, environment: str, defaults: common_pb2.ContainerConfig
+    ) -> tuple[Environment, bool]:
+        """Returns the environment, creating it (and its project) when absent;
+        the flag says whether it was created."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO projects (name, container_config) VALUES (?, ?)",
+                (project, defaults.SerializeToString()),
+            )
+            row = db.execute(
+                "SELECT id FROM environments WHERE project = ? AND name = ?",
+                (project, environment),
+            ).fetchone()
+            if row is not None:
+                return Environment(row[0], project, environment), False
+            environment_id = uuid.uuid4().hex
+            db.execute(
+                "INSERT INTO environments (id, project, name) VALUES (?, ?, ?)",
+                (environment_id, project, environment),
+            )
+            return Environment(environment_id, project, environment), True
+
+    def create_token(self, environment_id: str) -> str:
+        """Makes a new token for the environment. Only its hash is kept, so
+        this is the one time it can be read."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO tokens (token_sha256, environment_id, create_time)"
+                " VALUES (?, ?, datetime('now'))",
+                (_digest(token), environment_id),
+            )
+        return token
+
+    def resolve_token(self, token: str) -> Principal | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT e.project, e.id FROM tokens t"
+                " JOIN environments e ON e.id = t.environment_id"
+                " WHERE t.token_sha256 = ?",
+                (_digest(token),),
+            ).fetchone()
+        return Principal(project=row[0], environment=row[1]) if row else None
+
+    def project_of_environment(self, environment_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT project FROM environments WHERE id = ?", (environment_id,)
+            ).fetchone()
+        return row[0] if row else None
+
+    def get_project_config(self, project: str) -> common_pb2.ContainerConfig:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT container_config FROM projects WHERE name = ?", (project,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"project {project!r} does not exist")
+        return common_pb2.ContainerConfig.FromString(row[0])
+
+    def set_project_config(
+        self, project: str, config: common_pb2.ContainerConfig
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE projects SET container_config = ? WHERE name = ?",
+                (config.SerializeToString(), project),
+            )
+
+    # Steps.
+
+    def insert_pending_step(self, environment_id: str, step: common_pb2.Step) -> None:
+        """Records a new pending step; a failed one of the same name is replaced."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT status FROM steps WHERE environment_id = ? AND name = ?",
+                (environment_id, step.name),
+            ).fetchone()
+            if row is not None and row[0] != common_pb2.STEP_STATUS_FAILED:
+                raise AlreadyExists(
+                    f"name: step {_short(step.name)!r} already exists"
+                    " in this environment"
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO steps"
+                " (environment_id, name, status, archive_sha256, step)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    environment_id,
+                    step.name,
+                    step.status,
+                    step.archive_sha256,
+                    step.SerializeToString(),
+                ),
+            )
+
+    def get_step(self, environment_id: str, name: str) -> common_pb2.Step | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT step FROM steps WHERE environment_id = ? AND name = ?",
+                (environment_id, name),
+            ).fetchone()
+        return common_pb2.Step.FromString(row[0]) if row else None
+
+    def list_steps(
+        self, environment_id: str, after: str, limit: int
+    ) -> list[common_pb2.Step]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT step FROM steps WHERE environment_id = ? AND name > ?"
+                " ORDER BY name LIMIT ?",
+                (environment_id, after, limit),
+            ).fetchall()
+        return [common_pb2.Step.FromString(row[0]) for row in rows]
+
+    def update_step(self, environment_id: str, step: common_pb2.Step) -> None:
+        with self._transaction() as db:
+            updated = db.execute(
+                "UPDATE steps SET status = ?, archive_sha256 = ?, step = ?"
+                " WHERE environment_id = ? AND name = ?",
+                (
+                    step.status,
+                    step.archive_sha256,
+                    step.SerializeToString(),
+                    environment_id,
+                    step.name,
+                ),
+            ).rowcount
+        if not updated:
+            raise NotFound(f"name: step {_short(step.name)!r} does not exist")
+
+    def delete_step(
+        self, environment_id: str, name: str, *, only_pending: bool
+    ) -> None:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT status FROM steps WHERE environment_id = ? AND name = ?",
+                (environment_id, name),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"name: step {_short(name)!r} does not exist")
+            pending = row[0] == common_pb2.STEP_STATUS_PENDING
+            if only_pending and not pending:
+                raise FailedPrecondition(
+                    f"name: step {_short(name)!r} was already built; delete it instead"
+                )
+            if not only_pending and pending:
+                raise FailedPrecondition(
+                    f"name: step {_short(name)!r} is being built; "
+                    "delete it once it is Ready or Failed"
+                )
+            db.execute(
+                "DELETE FROM steps WHERE environment_id = ? AND name = ?",
+                (environment_id, name),
+            )
+
+    def pending_steps(self) -> list[tuple[str, common_pb2.Step]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT environment_id, step FROM steps WHERE status = ?",
+                (common_pb2.STEP_STATUS_PENDING,),
+            ).fetchall()
+        return [(row[0], common_pb2.Step.FromString(row[1])) for row in rows]
+
+    def referenced_archives(self) -> set[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT archive_sha256 FROM steps WHERE archive_sha256 != ''"
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+
+def now_timestamp() -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _short(name: str) -> str:
+    return name.removeprefix("steps/")
