@@ -1,0 +1,169 @@
+"""The build service's gRPC servicer."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from stepforge.services.build.build_log import BuildLog
+from stepforge.services.build.build_runner import BuildRunner
+from stepforge.services.build.interpreters import find_python
+from stepforge.services.build.upload import archive_key, receive_archive
+from stepforge.services.core.auth import bearer_token, current_principal
+from stepforge.services.core.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+)
+from stepforge.services.core.languages import SUPPORTED_LANGUAGES
+from stepforge.services.core.object_store import ObjectStore
+from stepforge.services.core.registry_client import RegistryClient
+from stepforge.services.core.step_spec import check_step
+from stepforge.v1 import build_pb2, build_pb2_grpc, common_pb2, registry_pb2
+
+logger = logging.getLogger(__name__)
+
+
+class BuildServicer(build_pb2_grpc.BuildServiceServicer):
+    def __init__(
+        self,
+        registry: RegistryClient,
+        store: ObjectStore,
+        runner: BuildRunner,
+        uploads_dir: Path,
+    ) -> None:
+        self._registry = registry
+        self._store = store
+        self._runner = runner
+        self._uploads_dir = uploads_dir
+
+    def CreateStep(
+        self,
+        request_iterator: Iterator[build_pb2.CreateStepRequest],
+        context: grpc.ServicerContext,
+    ) -> common_pb2.Step:
+        header = _read_header(request_iterator)
+        environment = current_principal().environment
+        mask = list(header.container_config_mask.paths)
+        violations = check_step(header.step, mask, "header.step")
+        if header.origin != common_pb2.STEP_ORIGIN_LOCAL:
+            violations.append(
+                FieldViolation(
+                    "header.origin",
+                    "must be STEP_ORIGIN_LOCAL: this build service receives code "
+                    "archives; Git repositories are not supported yet",
+                )
+            )
+        if violations:
+            raise InvalidArgument.many(violations)
+
+        # The name is claimed before a single byte of code is read.
+        step = self._registry.register_step(
+            environment, header.step, mask, header.origin
+        )
+        log = BuildLog()
+        try:
+            if not step.container_config.HasField("language"):
+                raise InvalidArgument(
+                    "header.step.container_config.language",
+                    "is required: neither the step nor its project sets one",
+                )
+            received = receive_archive(request_iterator, self._uploads_dir)
+        except BaseException:
+            self._abandon(environment, step.name)
+            raise
+        try:
+            key = archive_key(received.sha256)
+            if not self._store.exists(key):
+                self._store.put_file(key, received.path)
+            log.write(
+                f"code archive stored: {received.size} bytes, sha256 {received.sha256}"
+            )
+            step = self._registry.update_step_build(
+                _progress(environment, step.name, log, received.sha256, received.size)
+            )
+        except BaseException:
+            received.path.unlink(missing_ok=True)
+            self._abandon(environment, step.name)
+            raise
+        logger.info(
+            "step %s accepted in environment %s: %d bytes",
+            step.name,
+            environment,
+            received.size,
+        )
+        self._runner.submit(environment, step, received.path, log)
+        return _public(step)
+
+    def ListLanguages(
+        self, request: build_pb2.ListLanguagesRequest, context: grpc.ServicerContext
+    ) -> build_pb2.ListLanguagesResponse:
+        return build_pb2.ListLanguagesResponse(
+            languages=[
+                build_pb2.Language(
+                    name=language.name,
+                    python_version=language.python_version,
+                    cuda_version=language.cuda_version or "",
+                    interpreter_available=find_python(language.python_version)
+                    is not None,
+                )
+                for language in SUPPORTED_LANGUAGES
+            ]
+        )
+
+    def DownloadStepArchive(
+        self,
+        request: build_pb2.DownloadStepArchiveRequest,
+        context: grpc.ServicerContext,
+    ) -> Iterator[build_pb2.DownloadStepArchiveResponse]:
+        token = bearer_token(context.invocation_metadata()) or ""
+        step = self._registry.get_step(token, request.name)
+        if step.origin != common_pb2.STEP_ORIGIN_LOCAL:
+            raise FailedPrecondition(
+                f"name: step {request.name!r} was built from a Git repository; "
+                "only steps from a local folder have a stored folder to download"
+            )
+        if not step.archive_sha256:
+            raise FailedPrecondition(f"name: step {request.name!r} has no stored code")
+        for chunk in self._store.iter_chunks(archive_key(step.archive_sha256)):
+            yield build_pb2.DownloadStepArchiveResponse(chunk=chunk)
+
+    def _abandon(self, environment: str, name: str) -> None:
+        try:
+            self._registry.abandon_step(environment, name)
+        except Exception:
+            # Limitation: the pending row stays until this service restarts and
+            # marks it failed.
+            logger.exception("could not abandon step %s", name)
+
+
+def _read_header(
+    requests: Iterator[build_pb2.CreateStepRequest],
+) -> build_pb2.CreateStepHeader:
+    first = next(requests, None)
+    if first is None or first.WhichOneof("payload") != "header":
+        raise InvalidArgument("header", "the first message must hold the header")
+    return first.header
+
+
+def _progress(
+    environment: str, name: str, log: BuildLog, sha256: str, size: int
+) -> registry_pb2.UpdateStepBuildRequest:
+    return registry_pb2.UpdateStepBuildRequest(
+        environment=environment,
+        name=name,
+        status=common_pb2.STEP_STATUS_PENDING,
+        build_log=log.text(),
+        archive_sha256=sha256,
+        archive_size_bytes=size,
+    )
+
+
+def _public(step: common_pb2.Step) -> common_pb2.Step:
+    public = common_pb2.Step()
+    public.CopyFrom(step)
+    public.container_config.ClearField("repository_deploy_key")
+    return public

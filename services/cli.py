@@ -1,0 +1,122 @@
+"""The `stepforge` command: run the suite, or one of its services."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from stepforge.services.config import DEFAULT_DATA_DIR, DEFAULT_PORT, ServerConfig
+from stepforge.services.suite import SERVICES, RunningSuite, read_env_file, start
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "demo":
+        from stepforge.services.demo import run_demo
+
+        data_dir = Path(args.data_dir).expanduser() if args.data_dir else None
+        return run_demo(data_dir, args.port)
+    config = ServerConfig(
+        data_dir=Path(args.data_dir).expanduser(),
+        host=args.host,
+        port=args.port,
+        object_store_url=args.object_store,
+        registry_url=getattr(args, "registry_url", None),
+        strict_python_version=args.strict_python_version,
+        build_workers=args.build_workers,
+    )
+    services = SERVICES if args.command == "up" else (args.service,)
+    try:
+        suite = start(config, services)
+    except (OSError, ValueError) as error:
+        print(f"stepforge: {error}", file=sys.stderr)
+        return 2
+    _announce(suite)
+    _stop_on_signals(suite)
+    suite.wait()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stepforge", description=__doc__)
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="serve every service on one port")
+    _add_server_options(up)
+
+    serve = commands.add_parser("serve", help="serve one service")
+    serve.add_argument("service", choices=SERVICES)
+    _add_server_options(serve)
+    serve.add_argument(
+        "--registry-url",
+        help="host:port of the registry, for a service that runs apart from it",
+    )
+
+    demo = commands.add_parser(
+        "demo", help="start the suite and create the example step of the docs"
+    )
+    demo.add_argument(
+        "--data-dir",
+        help="where the demo suite keeps its data (default: a temporary one)",
+    )
+    demo.add_argument("--port", type=int, default=0)
+    return parser
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        default=str(DEFAULT_DATA_DIR),
+        help="where metadata, archives and environments live (default: ~/.stepforge)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (0: any free)"
+    )
+    parser.add_argument(
+        "--object-store",
+        help="file:///path, or s3://KEY:SECRET@host:port/bucket for MinIO or any "
+        "S3-compatible store (default: <data-dir>/objects)",
+    )
+    parser.add_argument(
+        "--strict-python-version",
+        action="store_true",
+        help="fail a build whose Python version is not installed, instead of "
+        "building it with this interpreter",
+    )
+    parser.add_argument("--build-workers", type=int, default=2)
+
+
+def _announce(suite: RunningSuite) -> None:
+    if suite.env_file is None:
+        print(f"stepforge serving on {suite.url}", flush=True)
+        return
+    print(f"stepforge serving on {suite.url}; environment in {suite.env_file}:")
+    for key, value in read_env_file(suite.env_file).items():
+        print(f"{key}={value}")
+    sys.stdout.flush()
+
+
+def _stop_on_signals(suite: RunningSuite) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        suite.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

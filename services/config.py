@@ -1,0 +1,52 @@
+"""Settings of a Stepforge server, from flags and environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("~/.stepforge")
+DEFAULT_PORT = 50051
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    # `file:///path` or `s3://KEY:SECRET@host:port/bucket`; None: <data_dir>/objects.
+    object_store_url: str | None = None
+    # Where the build service finds the registry when they run apart.
+    registry_url: str | None = None
+    # Fail a build whose Python version is not installed instead of using the host's.
+    strict_python_version: bool = False
+    build_workers: int = 2
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def resolved_object_store_url(self) -> str:
+        return self.object_store_url or (self.data_dir / "objects").as_uri()
+
+
+def load_service_token(data_dir: Path) -> str:
+    """The credential the services present to each other.
+
+    STEPFORGE_SERVICE_TOKEN wins; otherwise it is read from, or created in,
+    `<data_dir>/service-token`, readable by its owner only.
+    """
+    from_env = os.environ.get("STEPFORGE_SERVICE_TOKEN")
+    if from_env:
+        return from_env
+    path = data_dir / "service-token"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = "sfs_" + secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(token + "\n")
+    return token
