@@ -1,0 +1,29 @@
+"""Stepforge SDK: turn a Python function into a typed, reusable pipeline step."""
+
+from stepforge._sdk import StepforgeSdk
+from stepforge._step_parameter import STEP_PARAMETER
+from stepforge.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    StepBuildError,
+    StepCreationTimeoutError,
+    StepforgeError,
+)
+from stepforge.io import INPUT_OUTPUT_TYPES, Input, Output
+
+__all__ = [
+    "INPUT_OUTPUT_TYPES",
+    "STEP_PARAMETER",
+    "AlreadyExistsError",
+    "FailedPreconditionError",
+    "Input",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "Output",
+    "StepBuildError",
+    "StepCreationTimeoutError",
+    "StepforgeError",
+    "StepforgeSdk",
+]

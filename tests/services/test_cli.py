@@ -1,0 +1,175 @@
+"""`stepforge up` and `stepforge serve`, run as processes the way users run them."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import grpc
+from support.suite import suite_process
+
+from stepforge import Input, StepforgeSdk
+from stepforge.services.suite import read_env_file
+from stepforge.v1 import (
+    build_pb2,
+    build_pb2_grpc,
+    common_pb2,
+    registry_pb2,
+    registry_pb2_grpc,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def example_folder(root: Path) -> Path:
+    folder = root / "code"
+    folder.mkdir()
+    (folder / "main.py").write_text("def main(x):\n    return {}\n")
+    return folder
+
+
+def test_up_prints_and_writes_the_environment_privately(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+
+    with suite_process(data_dir, port) as running:
+        env_file = data_dir / "env"
+        assert running.env["STEPFORGE_ENVIRONMENT_URL"] == f"127.0.0.1:{port}"
+        assert running.env["STEPFORGE_SDK_TOKEN"].startswith("sf_")
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        assert (data_dir / "service-token").stat().st_mode & 0o777 == 0o600
+        assert running.stop() == 0
+
+
+def test_restarting_up_keeps_steps_archives_and_settings(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    folder = example_folder(tmp_path)
+    port = free_port()
+
+    with suite_process(data_dir, port) as first:
+        with StepforgeSdk(
+            first.env["STEPFORGE_ENVIRONMENT_URL"], first.env["STEPFORGE_SDK_TOKEN"]
+        ) as sdk:
+            sdk.update_project_settings(
+                container_config={"system_dependencies": ["bash"]}
+            )
+            created = sdk.create_step(
+                function_path="main.py",
+                function_name="main",
+                container_config={"local_folder": str(folder)},
+                inputs=[Input(name="x", data_type="number")],
+            )
+        first.stop(signal.SIGKILL)
+
+    with suite_process(data_dir, port) as second:
+        assert second.env == first.env
+        with StepforgeSdk(
+            second.env["STEPFORGE_ENVIRONMENT_URL"], second.env["STEPFORGE_SDK_TOKEN"]
+        ) as sdk:
+            assert sdk.get_step("main") == created
+            assert sdk.get_project_settings()["container_config"][
+                "system_dependencies"
+            ] == ["bash"]
+            sdk.download_step_local_folder("main", str(tmp_path / "out"))
+    with tarfile.open(tmp_path / "out" / "main.tgz") as tar:
+        assert tar.getnames() == ["main.py"]
+
+
+def test_services_run_apart_and_talk_through_grpc(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    registry_port, build_port = free_port(), free_port()
+    environment = {**os.environ, "STEPFORGE_SERVICE_TOKEN": "sfs_shared-for-this-test"}
+    base = [sys.executable, "-m", "stepforge.services.cli", "serve"]
+    registry = subprocess.Popen(
+        [
+            *base,
+            "registry",
+            "--data-dir",
+            str(data_dir / "r"),
+            "--port",
+            str(registry_port),
+        ],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    build = None
+    try:
+        assert registry.stdout is not None
+        while not registry.stdout.readline().startswith("STEPFORGE_SDK_TOKEN="):
+            assert registry.poll() is None, "the registry did not start"
+        token = read_env_file(data_dir / "r" / "env")["STEPFORGE_SDK_TOKEN"]
+        build = subprocess.Popen(
+            [
+                *base,
+                "build",
+                "--data-dir",
+                str(data_dir / "b"),
+                "--port",
+                str(build_port),
+                "--registry-url",
+                f"127.0.0.1:{registry_port}",
+            ],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert build.stdout is not None
+        while "serving" not in build.stdout.readline():
+            assert build.poll() is None, "the build service did not start"
+
+        metadata = (("authorization", f"Bearer {token}"),)
+        with grpc.insecure_channel(f"127.0.0.1:{build_port}") as channel:
+            step = build_pb2_grpc.BuildServiceStub(channel).CreateStep(
+                iter(_create_requests()), metadata=metadata, timeout=30
+            )
+        assert step.status == common_pb2.STEP_STATUS_PENDING
+        with grpc.insecure_channel(f"127.0.0.1:{registry_port}") as channel:
+            stub = registry_pb2_grpc.RegistryServiceStub(channel)
+            request = registry_pb2.GetStepRequest(name="steps/apart")
+            for _ in range(200):
+                stored = stub.GetStep(request, metadata=metadata, timeout=5)
+                if stored.status != common_pb2.STEP_STATUS_PENDING:
+                    break
+                time.sleep(0.05)
+        assert stored.status == common_pb2.STEP_STATUS_READY, stored.build_log
+    finally:
+        for process in (build, registry):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=20)
+                if process.stdout is not None:
+                    process.stdout.close()
+
+
+def _create_requests() -> list[build_pb2.CreateStepRequest]:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        content = b"def main():\n    return {}\n"
+        info = tarfile.TarInfo("main.py")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    step = common_pb2.Step(
+        name="steps/apart", function_path="main.py", function_name="main"
+    )
+    return [
+        build_pb2.CreateStepRequest(
+            header=build_pb2.CreateStepHeader(
+                step=step, origin=common_pb2.STEP_ORIGIN_LOCAL
+            )
+        ),
+        build_pb2.CreateStepRequest(archive_chunk=buffer.getvalue()),
+    ]

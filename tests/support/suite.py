@@ -1,0 +1,123 @@
+"""Starting the real suite for a test: in this process, or as `stepforge up`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from stepforge import StepforgeSdk
+from stepforge.services.config import ServerConfig
+from stepforge.services.suite import RunningSuite, read_env_file, start
+
+START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class SuiteUnderTest:
+    suite: RunningSuite
+    sdk: StepforgeSdk
+    token: str
+    object_store_url: str
+
+    @property
+    def url(self) -> str:
+        return self.suite.url
+
+
+@contextmanager
+def running_suite(
+    data_dir: Path, object_store_url: str | None = None
+) -> Iterator[SuiteUnderTest]:
+    """The whole suite on a free loopback port, with an SDK signed in to it."""
+    config = ServerConfig(data_dir=data_dir, port=0, object_store_url=object_store_url)
+    suite = start(config)
+    try:
+        assert suite.env_file is not None
+        values = read_env_file(suite.env_file)
+        sdk = StepforgeSdk(
+            values["STEPFORGE_ENVIRONMENT_URL"], values["STEPFORGE_SDK_TOKEN"]
+        )
+        try:
+            yield SuiteUnderTest(
+                suite,
+                sdk,
+                values["STEPFORGE_SDK_TOKEN"],
+                config.resolved_object_store_url(),
+            )
+        finally:
+            sdk.close()
+    finally:
+        suite.stop()
+
+
+@dataclass
+class SuiteProcess:
+    process: subprocess.Popen[str]
+    env: dict[str, str]
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                return self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait(timeout=20)
+
+
+@contextmanager
+def suite_process(data_dir: Path, port: int, *extra: str) -> Iterator[SuiteProcess]:
+    """`stepforge up` as a user runs it, stopped (then killed) at the end."""
+    env_file = data_dir / "env"
+    command = [
+        sys.executable,
+        "-m",
+        "stepforge.services.cli",
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--port",
+        str(port),
+        *extra,
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    handle = SuiteProcess(process, {})
+    try:
+        handle.env = _wait_for_env(process, env_file, port)
+        yield handle
+    finally:
+        handle.stop()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _wait_for_env(
+    process: subprocess.Popen[str], env_file: Path, port: int
+) -> dict[str, str]:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    assert process.stdout is not None
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.startswith("STEPFORGE_SDK_TOKEN="):
+            values = read_env_file(env_file)
+            assert values["STEPFORGE_ENVIRONMENT_URL"].endswith(f":{port}")
+            return values
+    process.kill()
+    raise AssertionError("stepforge up did not start:\n" + "".join(seen))
