@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -37,12 +38,25 @@ class BuildRunner:
         self._store = store
         self._scratch_dir = scratch_dir
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="build")
+        # Set when a build has been reported, so waiters learn of it at once.
+        self._in_flight: dict[tuple[str, str], threading.Event] = {}
+        self._lock = threading.Lock()
 
     def submit(
         self, environment: str, step: common_pb2.Step, archive: Path, log: BuildLog
     ) -> Future[None]:
         """Builds `step` from the local `archive` file, which it then removes."""
+        with self._lock:
+            self._in_flight[(environment, step.name)] = threading.Event()
         return self._pool.submit(self._run, environment, step, archive, log)
+
+    def wait(self, environment: str, name: str, timeout_s: float) -> None:
+        """Returns when the build of `name` here has been reported, when
+        `timeout_s` passes, or at once when no such build runs here."""
+        with self._lock:
+            finished = self._in_flight.get((environment, name))
+        if finished is not None:
+            finished.wait(timeout_s)
 
     def resume_pending(self) -> int:
         """Restarts the builds that were in flight when the service stopped.
@@ -95,6 +109,10 @@ class BuildRunner:
             elapsed,
         )
         self._report(environment, step, log, ready=outcome.ready)
+        with self._lock:
+            finished = self._in_flight.pop((environment, step.name), None)
+        if finished is not None:
+            finished.set()
 
     def _build(
         self, step: common_pb2.Step, archive: Path, log: BuildLog

@@ -26,6 +26,8 @@ from stepforge.v1 import build_pb2, build_pb2_grpc, common_pb2, registry_pb2
 
 logger = logging.getLogger(__name__)
 
+MAX_WAIT_S = 60.0
+
 
 class BuildServicer(build_pb2_grpc.BuildServiceServicer):
     def __init__(
@@ -97,6 +99,20 @@ class BuildServicer(build_pb2_grpc.BuildServiceServicer):
         )
         self._runner.submit(environment, step, received.path, log)
         return _public(step)
+
+    def WaitStepBuild(
+        self, request: build_pb2.WaitStepBuildRequest, context: grpc.ServicerContext
+    ) -> common_pb2.Step:
+        token = bearer_token(context.invocation_metadata()) or ""
+        step = self._registry.get_step(token, request.name)
+        if step.status != common_pb2.STEP_STATUS_PENDING:
+            return step
+        timeout_s = request.timeout.ToTimedelta().total_seconds()
+        if timeout_s < 0:
+            raise InvalidArgument("timeout", "must not be negative")
+        environment = current_principal().environment
+        self._runner.wait(environment, request.name, min(timeout_s, MAX_WAIT_S))
+        return self._registry.get_step(token, request.name)
 
     def ListLanguages(
         self, request: build_pb2.ListLanguagesRequest, context: grpc.ServicerContext

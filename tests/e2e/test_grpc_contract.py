@@ -293,3 +293,26 @@ def test_download_of_a_missing_step_is_not_found(
         )
 
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_wait_step_build_answers_when_the_build_ends(
+    suite: SuiteUnderTest, channel: grpc.Channel
+) -> None:
+    build = build_pb2_grpc.BuildServiceStub(channel)
+    created = build.CreateStep(
+        iter([header(name="waited"), chunk(small_archive())]),
+        metadata=auth(suite.token),
+    )
+    request = build_pb2.WaitStepBuildRequest(name="steps/waited")
+    request.timeout.FromSeconds(30)
+
+    finished = build.WaitStepBuild(request, metadata=auth(suite.token), timeout=40)
+
+    assert created.status == common_pb2.STEP_STATUS_PENDING
+    assert finished.status == common_pb2.STEP_STATUS_READY
+    with pytest.raises(grpc.RpcError) as raised:
+        build.WaitStepBuild(
+            build_pb2.WaitStepBuildRequest(name="steps/absent"),
+            metadata=auth(suite.token),
+        )
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND

@@ -6,6 +6,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -37,10 +38,12 @@ ENVIRONMENT_URL_VARIABLE = "STEPFORGE_ENVIRONMENT_URL"
 SDK_TOKEN_VARIABLE = "STEPFORGE_SDK_TOKEN"
 # Unary calls that do no heavy work answer well within this.
 _CALL_TIMEOUT_S = 30.0
-# Polling starts fast, since most builds of cached environments take well under
-# a second, and backs off so a long build costs few calls.
-_FIRST_POLL_S = 0.01
-_MAX_POLL_S = 0.5
+# The build service answers as soon as a build ends, waiting at most this long
+# per call; when the build runs elsewhere it answers at once, and the SDK then
+# polls, backing off so that a long build costs few calls.
+_MAX_WAIT_S = 30.0
+_FIRST_POLL_S = 0.05
+_MAX_POLL_S = 1.0
 
 
 class StepforgeSdk:
@@ -256,8 +259,16 @@ class StepforgeSdk:
     ) -> common_pb2.Step:
         delay = _FIRST_POLL_S
         while True:
+            request = build_pb2.WaitStepBuildRequest(name=name)
+            request.timeout.FromTimedelta(
+                timedelta(
+                    seconds=max(0.0, min(deadline - time.monotonic(), _MAX_WAIT_S))
+                )
+            )
             step = self._call(
-                self._registry.GetStep, registry_pb2.GetStepRequest(name=name)
+                self._build.WaitStepBuild,
+                request,
+                timeout=_MAX_WAIT_S + _CALL_TIMEOUT_S,
             )
             if step.status == common_pb2.STEP_STATUS_READY:
                 return step

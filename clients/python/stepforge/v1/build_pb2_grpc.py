@@ -43,6 +43,11 @@ class BuildServiceStub:
                 request_serializer=stepforge_dot_v1_dot_build__pb2.CreateStepRequest.SerializeToString,
                 response_deserializer=stepforge_dot_v1_dot_common__pb2.Step.FromString,
                 _registered_method=True)
+        self.WaitStepBuild = channel.unary_unary(
+                '/stepforge.v1.BuildService/WaitStepBuild',
+                request_serializer=stepforge_dot_v1_dot_build__pb2.WaitStepBuildRequest.SerializeToString,
+                response_deserializer=stepforge_dot_v1_dot_common__pb2.Step.FromString,
+                _registered_method=True)
         self.ListLanguages = channel.unary_unary(
                 '/stepforge.v1.BuildService/ListLanguages',
                 request_serializer=stepforge_dot_v1_dot_build__pb2.ListLanguagesRequest.SerializeToString,
@@ -72,6 +77,15 @@ class BuildServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WaitStepBuild(self, request, context):
+        """Waits until the build of a step ends, or `timeout` passes, and returns
+        the step as it then is. Returns at once when the step is not being built
+        by this service. Returns NOT_FOUND when the step does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListLanguages(self, request, context):
         """Lists the languages steps can be built for.
         """
@@ -93,6 +107,11 @@ def add_BuildServiceServicer_to_server(servicer, server):
             'CreateStep': grpc.stream_unary_rpc_method_handler(
                     servicer.CreateStep,
                     request_deserializer=stepforge_dot_v1_dot_build__pb2.CreateStepRequest.FromString,
+                    response_serializer=stepforge_dot_v1_dot_common__pb2.Step.SerializeToString,
+            ),
+            'WaitStepBuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitStepBuild,
+                    request_deserializer=stepforge_dot_v1_dot_build__pb2.WaitStepBuildRequest.FromString,
                     response_serializer=stepforge_dot_v1_dot_common__pb2.Step.SerializeToString,
             ),
             'ListLanguages': grpc.unary_unary_rpc_method_handler(
@@ -134,6 +153,33 @@ class BuildService:
             target,
             '/stepforge.v1.BuildService/CreateStep',
             stepforge_dot_v1_dot_build__pb2.CreateStepRequest.SerializeToString,
+            stepforge_dot_v1_dot_common__pb2.Step.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitStepBuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepforge.v1.BuildService/WaitStepBuild',
+            stepforge_dot_v1_dot_build__pb2.WaitStepBuildRequest.SerializeToString,
             stepforge_dot_v1_dot_common__pb2.Step.FromString,
             options,
             channel_credentials,

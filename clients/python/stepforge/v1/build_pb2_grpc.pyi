@@ -45,6 +45,11 @@ class BuildServiceStub:
     Returns ALREADY_EXISTS for a taken name, INVALID_ARGUMENT for a bad
     field and RESOURCE_EXHAUSTED for an archive over 5,000,000 bytes.
     """
+    WaitStepBuild: _grpc.UnaryUnaryMultiCallable[_build_pb2.WaitStepBuildRequest, _common_pb2.Step]
+    """Waits until the build of a step ends, or `timeout` passes, and returns
+    the step as it then is. Returns at once when the step is not being built
+    by this service. Returns NOT_FOUND when the step does not exist.
+    """
     ListLanguages: _grpc.UnaryUnaryMultiCallable[_build_pb2.ListLanguagesRequest, _build_pb2.ListLanguagesResponse]
     """Lists the languages steps can be built for."""
     DownloadStepArchive: _grpc.UnaryStreamMultiCallable[_build_pb2.DownloadStepArchiveRequest, _build_pb2.DownloadStepArchiveResponse]
@@ -66,6 +71,11 @@ class BuildServiceAsyncStub(BuildServiceStub):
     the archive is stored; the build goes on and ends in READY or FAILED.
     Returns ALREADY_EXISTS for a taken name, INVALID_ARGUMENT for a bad
     field and RESOURCE_EXHAUSTED for an archive over 5,000,000 bytes.
+    """
+    WaitStepBuild: _aio.UnaryUnaryMultiCallable[_build_pb2.WaitStepBuildRequest, _common_pb2.Step]  # type: ignore[assignment]
+    """Waits until the build of a step ends, or `timeout` passes, and returns
+    the step as it then is. Returns at once when the step is not being built
+    by this service. Returns NOT_FOUND when the step does not exist.
     """
     ListLanguages: _aio.UnaryUnaryMultiCallable[_build_pb2.ListLanguagesRequest, _build_pb2.ListLanguagesResponse]  # type: ignore[assignment]
     """Lists the languages steps can be built for."""
@@ -91,6 +101,17 @@ class BuildServiceServicer(metaclass=_abc_1.ABCMeta):
         the archive is stored; the build goes on and ends in READY or FAILED.
         Returns ALREADY_EXISTS for a taken name, INVALID_ARGUMENT for a bad
         field and RESOURCE_EXHAUSTED for an archive over 5,000,000 bytes.
+        """
+
+    @_abc_1.abstractmethod
+    def WaitStepBuild(
+        self,
+        request: _build_pb2.WaitStepBuildRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_common_pb2.Step, _abc.Awaitable[_common_pb2.Step]]:
+        """Waits until the build of a step ends, or `timeout` passes, and returns
+        the step as it then is. Returns at once when the step is not being built
+        by this service. Returns NOT_FOUND when the step does not exist.
         """
 
     @_abc_1.abstractmethod
