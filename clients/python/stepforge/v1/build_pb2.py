@@ -28,29 +28,35 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from stepforge.v1 import common_pb2 as stepforge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18stepforge/v1/build.proto\x12\x0cstepforge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x19stepforge/v1/common.proto\"i\n\x11\x43reateStepRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.stepforge.v1.CreateStepHeaderH\x00\x12\x17\n\rarchive_chunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\x99\x01\n\x10\x43reateStepHeader\x12 \n\x04step\x18\x01 \x01(\x0b\x32\x12.stepforge.v1.Step\x12\x39\n\x15\x63ontainer_config_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12(\n\x06origin\x18\x03 \x01(\x0e\x32\x18.stepforge.v1.StepOrigin\"P\n\x14WaitStepBuildRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"e\n\x08Language\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0epython_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63uda_version\x18\x03 \x01(\t\x12\x1d\n\x15interpreter_available\x18\x04 \x01(\x08\"\x16\n\x14ListLanguagesRequest\"B\n\x15ListLanguagesResponse\x12)\n\tlanguages\x18\x01 \x03(\x0b\x32\x16.stepforge.v1.Language\"*\n\x1a\x44ownloadStepArchiveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\",\n\x1b\x44ownloadStepArchiveResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\xe4\x02\n\x0c\x42uildService\x12\x43\n\nCreateStep\x12\x1f.stepforge.v1.CreateStepRequest\x1a\x12.stepforge.v1.Step(\x01\x12G\n\rWaitStepBuild\x12\".stepforge.v1.WaitStepBuildRequest\x1a\x12.stepforge.v1.Step\x12X\n\rListLanguages\x12\".stepforge.v1.ListLanguagesRequest\x1a#.stepforge.v1.ListLanguagesResponse\x12l\n\x13\x44ownloadStepArchive\x12(.stepforge.v1.DownloadStepArchiveRequest\x1a).stepforge.v1.DownloadStepArchiveResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18stepforge/v1/build.proto\x12\x0cstepforge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x19stepforge/v1/common.proto\"?\n\x11GetRuntimeRequest\x12\x12\n\nruntime_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61rchive_sha256\x18\x02 \x01(\t\"1\n\x07Runtime\x12\x13\n\x0bpython_path\x18\x01 \x01(\t\x12\x11\n\tcode_path\x18\x02 \x01(\t\"i\n\x11\x43reateStepRequest\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.stepforge.v1.CreateStepHeaderH\x00\x12\x17\n\rarchive_chunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"\x99\x01\n\x10\x43reateStepHeader\x12 \n\x04step\x18\x01 \x01(\x0b\x32\x12.stepforge.v1.Step\x12\x39\n\x15\x63ontainer_config_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12(\n\x06origin\x18\x03 \x01(\x0e\x32\x18.stepforge.v1.StepOrigin\"P\n\x14WaitStepBuildRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"e\n\x08Language\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0epython_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63uda_version\x18\x03 \x01(\t\x12\x1d\n\x15interpreter_available\x18\x04 \x01(\x08\"\x16\n\x14ListLanguagesRequest\"B\n\x15ListLanguagesResponse\x12)\n\tlanguages\x18\x01 \x03(\x0b\x32\x16.stepforge.v1.Language\"*\n\x1a\x44ownloadStepArchiveRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\",\n\x1b\x44ownloadStepArchiveResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\x32\xe4\x02\n\x0c\x42uildService\x12\x43\n\nCreateStep\x12\x1f.stepforge.v1.CreateStepRequest\x1a\x12.stepforge.v1.Step(\x01\x12G\n\rWaitStepBuild\x12\".stepforge.v1.WaitStepBuildRequest\x1a\x12.stepforge.v1.Step\x12X\n\rListLanguages\x12\".stepforge.v1.ListLanguagesRequest\x1a#.stepforge.v1.ListLanguagesResponse\x12l\n\x13\x44ownloadStepArchive\x12(.stepforge.v1.DownloadStepArchiveRequest\x1a).stepforge.v1.DownloadStepArchiveResponse0\x01\x32\\\n\x14\x42uildInternalService\x12\x44\n\nGetRuntime\x12\x1f.stepforge.v1.GetRuntimeRequest\x1a\x15.stepforge.v1.Runtimeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stepforge.v1.build_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATESTEPREQUEST']._serialized_start=135
-  _globals['_CREATESTEPREQUEST']._serialized_end=240
-  _globals['_CREATESTEPHEADER']._serialized_start=243
-  _globals['_CREATESTEPHEADER']._serialized_end=396
-  _globals['_WAITSTEPBUILDREQUEST']._serialized_start=398
-  _globals['_WAITSTEPBUILDREQUEST']._serialized_end=478
-  _globals['_LANGUAGE']._serialized_start=480
-  _globals['_LANGUAGE']._serialized_end=581
-  _globals['_LISTLANGUAGESREQUEST']._serialized_start=583
-  _globals['_LISTLANGUAGESREQUEST']._serialized_end=605
-  _globals['_LISTLANGUAGESRESPONSE']._serialized_start=607
-  _globals['_LISTLANGUAGESRESPONSE']._serialized_end=673
-  _globals['_DOWNLOADSTEPARCHIVEREQUEST']._serialized_start=675
-  _globals['_DOWNLOADSTEPARCHIVEREQUEST']._serialized_end=717
-  _globals['_DOWNLOADSTEPARCHIVERESPONSE']._serialized_start=719
-  _globals['_DOWNLOADSTEPARCHIVERESPONSE']._serialized_end=763
-  _globals['_BUILDSERVICE']._serialized_start=766
-  _globals['_BUILDSERVICE']._serialized_end=1122
+  _globals['_GETRUNTIMEREQUEST']._serialized_start=135
+  _globals['_GETRUNTIMEREQUEST']._serialized_end=198
+  _globals['_RUNTIME']._serialized_start=200
+  _globals['_RUNTIME']._serialized_end=249
+  _globals['_CREATESTEPREQUEST']._serialized_start=251
+  _globals['_CREATESTEPREQUEST']._serialized_end=356
+  _globals['_CREATESTEPHEADER']._serialized_start=359
+  _globals['_CREATESTEPHEADER']._serialized_end=512
+  _globals['_WAITSTEPBUILDREQUEST']._serialized_start=514
+  _globals['_WAITSTEPBUILDREQUEST']._serialized_end=594
+  _globals['_LANGUAGE']._serialized_start=596
+  _globals['_LANGUAGE']._serialized_end=697
+  _globals['_LISTLANGUAGESREQUEST']._serialized_start=699
+  _globals['_LISTLANGUAGESREQUEST']._serialized_end=721
+  _globals['_LISTLANGUAGESRESPONSE']._serialized_start=723
+  _globals['_LISTLANGUAGESRESPONSE']._serialized_end=789
+  _globals['_DOWNLOADSTEPARCHIVEREQUEST']._serialized_start=791
+  _globals['_DOWNLOADSTEPARCHIVEREQUEST']._serialized_end=833
+  _globals['_DOWNLOADSTEPARCHIVERESPONSE']._serialized_start=835
+  _globals['_DOWNLOADSTEPARCHIVERESPONSE']._serialized_end=879
+  _globals['_BUILDSERVICE']._serialized_start=882
+  _globals['_BUILDSERVICE']._serialized_end=1238
+  _globals['_BUILDINTERNALSERVICE']._serialized_start=1240
+  _globals['_BUILDINTERNALSERVICE']._serialized_end=1332
 # @@protoc_insertion_point(module_scope)

@@ -23,6 +23,58 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class GetRuntimeRequest(_message.Message):
+    """Request message for BuildInternalService.GetRuntime."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNTIME_ID_FIELD_NUMBER: _builtins.int
+    ARCHIVE_SHA256_FIELD_NUMBER: _builtins.int
+    runtime_id: _builtins.str
+    """Required. The `runtime_id` of a READY step."""
+    archive_sha256: _builtins.str
+    """Required. The step's `archive_sha256`."""
+    def __init__(
+        self,
+        *,
+        runtime_id: _builtins.str = ...,
+        archive_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_sha256", b"archive_sha256", "runtime_id", b"runtime_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRuntimeRequest: _TypeAlias = GetRuntimeRequest  # noqa: Y015
+
+@_typing.final
+class Runtime(_message.Message):
+    """A built runtime on the build host, for the local execution backend."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PYTHON_PATH_FIELD_NUMBER: _builtins.int
+    CODE_PATH_FIELD_NUMBER: _builtins.int
+    python_path: _builtins.str
+    """Absolute path of the Python interpreter of the step's environment."""
+    code_path: _builtins.str
+    """Absolute path of the step's extracted code, shared and read-only."""
+    def __init__(
+        self,
+        *,
+        python_path: _builtins.str = ...,
+        code_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code_path", b"code_path", "python_path", b"python_path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Runtime: _TypeAlias = Runtime  # noqa: Y015
+
+@_typing.final
 class CreateStepRequest(_message.Message):
     """Request message for BuildService.CreateStep: one header, then chunks."""
 

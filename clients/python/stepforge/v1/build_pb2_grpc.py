@@ -244,3 +244,80 @@ class BuildService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class BuildInternalServiceStub:
+    """Calls that only the other services make, with the service credential.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetRuntime = channel.unary_unary(
+                '/stepforge.v1.BuildInternalService/GetRuntime',
+                request_serializer=stepforge_dot_v1_dot_build__pb2.GetRuntimeRequest.SerializeToString,
+                response_deserializer=stepforge_dot_v1_dot_build__pb2.Runtime.FromString,
+                _registered_method=True)
+
+
+class BuildInternalServiceServicer:
+    """Calls that only the other services make, with the service credential.
+    """
+
+    def GetRuntime(self, request, context):
+        """Finds where a built runtime and a step's code are on this host. Returns
+        NOT_FOUND when either is missing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_BuildInternalServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetRuntime': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRuntime,
+                    request_deserializer=stepforge_dot_v1_dot_build__pb2.GetRuntimeRequest.FromString,
+                    response_serializer=stepforge_dot_v1_dot_build__pb2.Runtime.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'stepforge.v1.BuildInternalService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('stepforge.v1.BuildInternalService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class BuildInternalService:
+    """Calls that only the other services make, with the service credential.
+    """
+
+    @staticmethod
+    def GetRuntime(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepforge.v1.BuildInternalService/GetRuntime',
+            stepforge_dot_v1_dot_build__pb2.GetRuntimeRequest.SerializeToString,
+            stepforge_dot_v1_dot_build__pb2.Runtime.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -133,3 +133,40 @@ class BuildServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_BuildServiceServicer_to_server(servicer: BuildServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class BuildInternalServiceStub:
+    """Calls that only the other services make, with the service credential."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> BuildInternalServiceAsyncStub: ...
+    GetRuntime: _grpc.UnaryUnaryMultiCallable[_build_pb2.GetRuntimeRequest, _build_pb2.Runtime]
+    """Finds where a built runtime and a step's code are on this host. Returns
+    NOT_FOUND when either is missing.
+    """
+
+@_typing.type_check_only
+class BuildInternalServiceAsyncStub(BuildInternalServiceStub):
+    """Calls that only the other services make, with the service credential."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    GetRuntime: _aio.UnaryUnaryMultiCallable[_build_pb2.GetRuntimeRequest, _build_pb2.Runtime]  # type: ignore[assignment]
+    """Finds where a built runtime and a step's code are on this host. Returns
+    NOT_FOUND when either is missing.
+    """
+
+class BuildInternalServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Calls that only the other services make, with the service credential."""
+
+    @_abc_1.abstractmethod
+    def GetRuntime(
+        self,
+        request: _build_pb2.GetRuntimeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_build_pb2.Runtime, _abc.Awaitable[_build_pb2.Runtime]]:
+        """Finds where a built runtime and a step's code are on this host. Returns
+        NOT_FOUND when either is missing.
+        """
+
+def add_BuildInternalServiceServicer_to_server(servicer: BuildInternalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

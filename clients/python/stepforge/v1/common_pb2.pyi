@@ -327,6 +327,7 @@ class Step(_message.Message):
     BUILD_LOG_FIELD_NUMBER: _builtins.int
     ARCHIVE_SHA256_FIELD_NUMBER: _builtins.int
     ARCHIVE_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    RUNTIME_ID_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The resource name, `steps/{step}`, unique in its environment."""
     function_path: _builtins.str
@@ -347,6 +348,8 @@ class Step(_message.Message):
     """Output only. SHA-256 of the stored code archive, in hex."""
     archive_size_bytes: _builtins.int
     """Output only. Size of the stored code archive in bytes."""
+    runtime_id: _builtins.str
+    """Output only. The runtime the build produced, which executions run in."""
     @_builtins.property
     def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepInput]:
         """The inputs the function takes."""
@@ -385,10 +388,11 @@ class Step(_message.Message):
         build_log: _builtins.str = ...,
         archive_sha256: _builtins.str = ...,
         archive_size_bytes: _builtins.int = ...,
+        runtime_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["container_config", b"container_config", "create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_sha256", b"archive_sha256", "archive_size_bytes", b"archive_size_bytes", "build_log", b"build_log", "commit_id", b"commit_id", "container_config", b"container_config", "create_time", b"create_time", "description", b"description", "function_name", b"function_name", "function_path", b"function_path", "inputs", b"inputs", "name", b"name", "origin", b"origin", "outputs", b"outputs", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_sha256", b"archive_sha256", "archive_size_bytes", b"archive_size_bytes", "build_log", b"build_log", "commit_id", b"commit_id", "container_config", b"container_config", "create_time", b"create_time", "description", b"description", "function_name", b"function_name", "function_path", b"function_path", "inputs", b"inputs", "name", b"name", "origin", b"origin", "outputs", b"outputs", "runtime_id", b"runtime_id", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,52 +25,75 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from stepforge.v1 import common_pb2 as stepforge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bstepforge/v1/registry.proto\x12\x0cstepforge.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x19stepforge/v1/common.proto\"[\n\x0fProjectSettings\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x37\n\x10\x63ontainer_config\x18\x02 \x01(\x0b\x32\x1d.stepforge.v1.ContainerConfig\"\x1b\n\x19GetProjectSettingsRequest\"\x80\x01\n\x1cUpdateProjectSettingsRequest\x12/\n\x08settings\x18\x01 \x01(\x0b\x32\x1d.stepforge.v1.ProjectSettings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x1e\n\x0eGetStepRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x10ListStepsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"O\n\x11ListStepsResponse\x12!\n\x05steps\x18\x01 \x03(\x0b\x32\x12.stepforge.v1.Step\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x44\x65leteStepRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\")\n\x18\x41uthenticateTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"1\n\tPrincipal\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x02 \x01(\t\"\xb1\x01\n\x13RegisterStepRequest\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12 \n\x04step\x18\x02 \x01(\x0b\x32\x12.stepforge.v1.Step\x12\x39\n\x15\x63ontainer_config_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12(\n\x06origin\x18\x04 \x01(\x0e\x32\x18.stepforge.v1.StepOrigin\"\xbf\x01\n\x16UpdateStepBuildRequest\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.stepforge.v1.StepStatus\x12\x11\n\tbuild_log\x18\x04 \x01(\t\x12\x16\n\x0e\x61rchive_sha256\x18\x05 \x01(\t\x12\x1a\n\x12\x61rchive_size_bytes\x18\x06 \x01(\x03\x12\x11\n\tcommit_id\x18\x07 \x01(\t\"7\n\x12\x41\x62\x61ndonStepRequest\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x19\n\x17ListPendingStepsRequest\"D\n\x18ListPendingStepsResponse\x12(\n\x05steps\x18\x01 \x03(\x0b\x32\x19.stepforge.v1.PendingStep\"D\n\x0bPendingStep\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12 \n\x04step\x18\x02 \x01(\x0b\x32\x12.stepforge.v1.Step\"\x1f\n\x1dListReferencedArchivesRequest\"8\n\x1eListReferencedArchivesResponse\x12\x16\n\x0e\x61rchive_sha256\x18\x01 \x03(\t2\xa5\x03\n\x0fRegistryService\x12\\\n\x12GetProjectSettings\x12\'.stepforge.v1.GetProjectSettingsRequest\x1a\x1d.stepforge.v1.ProjectSettings\x12\x62\n\x15UpdateProjectSettings\x12*.stepforge.v1.UpdateProjectSettingsRequest\x1a\x1d.stepforge.v1.ProjectSettings\x12;\n\x07GetStep\x12\x1c.stepforge.v1.GetStepRequest\x1a\x12.stepforge.v1.Step\x12L\n\tListSteps\x12\x1e.stepforge.v1.ListStepsRequest\x1a\x1f.stepforge.v1.ListStepsResponse\x12\x45\n\nDeleteStep\x12\x1f.stepforge.v1.DeleteStepRequest\x1a\x16.google.protobuf.Empty2\xa4\x04\n\x17RegistryInternalService\x12T\n\x11\x41uthenticateToken\x12&.stepforge.v1.AuthenticateTokenRequest\x1a\x17.stepforge.v1.Principal\x12\x45\n\x0cRegisterStep\x12!.stepforge.v1.RegisterStepRequest\x1a\x12.stepforge.v1.Step\x12K\n\x0fUpdateStepBuild\x12$.stepforge.v1.UpdateStepBuildRequest\x1a\x12.stepforge.v1.Step\x12G\n\x0b\x41\x62\x61ndonStep\x12 .stepforge.v1.AbandonStepRequest\x1a\x16.google.protobuf.Empty\x12\x61\n\x10ListPendingSteps\x12%.stepforge.v1.ListPendingStepsRequest\x1a&.stepforge.v1.ListPendingStepsResponse\x12s\n\x16ListReferencedArchives\x12+.stepforge.v1.ListReferencedArchivesRequest\x1a,.stepforge.v1.ListReferencedArchivesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bstepforge/v1/registry.proto\x12\x0cstepforge.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19stepforge/v1/common.proto\"[\n\x0fProjectSettings\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x37\n\x10\x63ontainer_config\x18\x02 \x01(\x0b\x32\x1d.stepforge.v1.ContainerConfig\"\x1b\n\x19GetProjectSettingsRequest\"\x80\x01\n\x1cUpdateProjectSettingsRequest\x12/\n\x08settings\x18\x01 \x01(\x0b\x32\x1d.stepforge.v1.ProjectSettings\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\x1e\n\x0eGetStepRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x10ListStepsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"O\n\x11ListStepsResponse\x12!\n\x05steps\x18\x01 \x03(\x0b\x32\x12.stepforge.v1.Step\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11\x44\x65leteStepRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"W\n\x08Pipeline\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x15\x43reatePipelineRequest\x12(\n\x08pipeline\x18\x01 \x01(\x0b\x32\x16.stepforge.v1.Pipeline\"\"\n\x12GetPipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x14ListPipelinesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x15ListPipelinesResponse\x12)\n\tpipelines\x18\x01 \x03(\x0b\x32\x16.stepforge.v1.Pipeline\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x15\x44\x65letePipelineRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"U\n\x19\x41\x63quirePipelineRunRequest\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x11\n\texecution\x18\x03 \x01(\t\"C\n\x19ReleasePipelineRunRequest\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12\x11\n\texecution\x18\x02 \x01(\t\"\x19\n\x17ListPipelineRunsRequest\"C\n\x18ListPipelineRunsResponse\x12\'\n\x04runs\x18\x01 \x03(\x0b\x32\x19.stepforge.v1.PipelineRun\"G\n\x0bPipelineRun\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x11\n\texecution\x18\x03 \x01(\t\")\n\x18\x41uthenticateTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"1\n\tPrincipal\x12\x0f\n\x07project\x18\x01 \x01(\t\x12\x13\n\x0b\x65nvironment\x18\x02 \x01(\t\"\xb1\x01\n\x13RegisterStepRequest\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12 \n\x04step\x18\x02 \x01(\x0b\x32\x12.stepforge.v1.Step\x12\x39\n\x15\x63ontainer_config_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12(\n\x06origin\x18\x04 \x01(\x0e\x32\x18.stepforge.v1.StepOrigin\"\xd3\x01\n\x16UpdateStepBuildRequest\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.stepforge.v1.StepStatus\x12\x11\n\tbuild_log\x18\x04 \x01(\t\x12\x16\n\x0e\x61rchive_sha256\x18\x05 \x01(\t\x12\x1a\n\x12\x61rchive_size_bytes\x18\x06 \x01(\x03\x12\x11\n\tcommit_id\x18\x07 \x01(\t\x12\x12\n\nruntime_id\x18\x08 \x01(\t\"7\n\x12\x41\x62\x61ndonStepRequest\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\x19\n\x17ListPendingStepsRequest\"D\n\x18ListPendingStepsResponse\x12(\n\x05steps\x18\x01 \x03(\x0b\x32\x19.stepforge.v1.PendingStep\"D\n\x0bPendingStep\x12\x13\n\x0b\x65nvironment\x18\x01 \x01(\t\x12 \n\x04step\x18\x02 \x01(\x0b\x32\x12.stepforge.v1.Step\"\x1f\n\x1dListReferencedArchivesRequest\"8\n\x1eListReferencedArchivesResponse\x12\x16\n\x0e\x61rchive_sha256\x18\x01 \x03(\t2\xe6\x05\n\x0fRegistryService\x12\\\n\x12GetProjectSettings\x12\'.stepforge.v1.GetProjectSettingsRequest\x1a\x1d.stepforge.v1.ProjectSettings\x12\x62\n\x15UpdateProjectSettings\x12*.stepforge.v1.UpdateProjectSettingsRequest\x1a\x1d.stepforge.v1.ProjectSettings\x12;\n\x07GetStep\x12\x1c.stepforge.v1.GetStepRequest\x1a\x12.stepforge.v1.Step\x12L\n\tListSteps\x12\x1e.stepforge.v1.ListStepsRequest\x1a\x1f.stepforge.v1.ListStepsResponse\x12\x45\n\nDeleteStep\x12\x1f.stepforge.v1.DeleteStepRequest\x1a\x16.google.protobuf.Empty\x12M\n\x0e\x43reatePipeline\x12#.stepforge.v1.CreatePipelineRequest\x1a\x16.stepforge.v1.Pipeline\x12G\n\x0bGetPipeline\x12 .stepforge.v1.GetPipelineRequest\x1a\x16.stepforge.v1.Pipeline\x12X\n\rListPipelines\x12\".stepforge.v1.ListPipelinesRequest\x1a#.stepforge.v1.ListPipelinesResponse\x12M\n\x0e\x44\x65letePipeline\x12#.stepforge.v1.DeletePipelineRequest\x1a\x16.google.protobuf.Empty2\xb5\x06\n\x17RegistryInternalService\x12T\n\x11\x41uthenticateToken\x12&.stepforge.v1.AuthenticateTokenRequest\x1a\x17.stepforge.v1.Principal\x12\x45\n\x0cRegisterStep\x12!.stepforge.v1.RegisterStepRequest\x1a\x12.stepforge.v1.Step\x12K\n\x0fUpdateStepBuild\x12$.stepforge.v1.UpdateStepBuildRequest\x1a\x12.stepforge.v1.Step\x12G\n\x0b\x41\x62\x61ndonStep\x12 .stepforge.v1.AbandonStepRequest\x1a\x16.google.protobuf.Empty\x12\x61\n\x10ListPendingSteps\x12%.stepforge.v1.ListPendingStepsRequest\x1a&.stepforge.v1.ListPendingStepsResponse\x12s\n\x16ListReferencedArchives\x12+.stepforge.v1.ListReferencedArchivesRequest\x1a,.stepforge.v1.ListReferencedArchivesResponse\x12U\n\x12\x41\x63quirePipelineRun\x12\'.stepforge.v1.AcquirePipelineRunRequest\x1a\x16.stepforge.v1.Pipeline\x12U\n\x12ReleasePipelineRun\x12\'.stepforge.v1.ReleasePipelineRunRequest\x1a\x16.google.protobuf.Empty\x12\x61\n\x10ListPipelineRuns\x12%.stepforge.v1.ListPipelineRunsRequest\x1a&.stepforge.v1.ListPipelineRunsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'stepforge.v1.registry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PROJECTSETTINGS']._serialized_start=135
-  _globals['_PROJECTSETTINGS']._serialized_end=226
-  _globals['_GETPROJECTSETTINGSREQUEST']._serialized_start=228
-  _globals['_GETPROJECTSETTINGSREQUEST']._serialized_end=255
-  _globals['_UPDATEPROJECTSETTINGSREQUEST']._serialized_start=258
-  _globals['_UPDATEPROJECTSETTINGSREQUEST']._serialized_end=386
-  _globals['_GETSTEPREQUEST']._serialized_start=388
-  _globals['_GETSTEPREQUEST']._serialized_end=418
-  _globals['_LISTSTEPSREQUEST']._serialized_start=420
-  _globals['_LISTSTEPSREQUEST']._serialized_end=477
-  _globals['_LISTSTEPSRESPONSE']._serialized_start=479
-  _globals['_LISTSTEPSRESPONSE']._serialized_end=558
-  _globals['_DELETESTEPREQUEST']._serialized_start=560
-  _globals['_DELETESTEPREQUEST']._serialized_end=593
-  _globals['_AUTHENTICATETOKENREQUEST']._serialized_start=595
-  _globals['_AUTHENTICATETOKENREQUEST']._serialized_end=636
-  _globals['_PRINCIPAL']._serialized_start=638
-  _globals['_PRINCIPAL']._serialized_end=687
-  _globals['_REGISTERSTEPREQUEST']._serialized_start=690
-  _globals['_REGISTERSTEPREQUEST']._serialized_end=867
-  _globals['_UPDATESTEPBUILDREQUEST']._serialized_start=870
-  _globals['_UPDATESTEPBUILDREQUEST']._serialized_end=1061
-  _globals['_ABANDONSTEPREQUEST']._serialized_start=1063
-  _globals['_ABANDONSTEPREQUEST']._serialized_end=1118
-  _globals['_LISTPENDINGSTEPSREQUEST']._serialized_start=1120
-  _globals['_LISTPENDINGSTEPSREQUEST']._serialized_end=1145
-  _globals['_LISTPENDINGSTEPSRESPONSE']._serialized_start=1147
-  _globals['_LISTPENDINGSTEPSRESPONSE']._serialized_end=1215
-  _globals['_PENDINGSTEP']._serialized_start=1217
-  _globals['_PENDINGSTEP']._serialized_end=1285
-  _globals['_LISTREFERENCEDARCHIVESREQUEST']._serialized_start=1287
-  _globals['_LISTREFERENCEDARCHIVESREQUEST']._serialized_end=1318
-  _globals['_LISTREFERENCEDARCHIVESRESPONSE']._serialized_start=1320
-  _globals['_LISTREFERENCEDARCHIVESRESPONSE']._serialized_end=1376
-  _globals['_REGISTRYSERVICE']._serialized_start=1379
-  _globals['_REGISTRYSERVICE']._serialized_end=1800
-  _globals['_REGISTRYINTERNALSERVICE']._serialized_start=1803
-  _globals['_REGISTRYINTERNALSERVICE']._serialized_end=2351
+  _globals['_PROJECTSETTINGS']._serialized_start=168
+  _globals['_PROJECTSETTINGS']._serialized_end=259
+  _globals['_GETPROJECTSETTINGSREQUEST']._serialized_start=261
+  _globals['_GETPROJECTSETTINGSREQUEST']._serialized_end=288
+  _globals['_UPDATEPROJECTSETTINGSREQUEST']._serialized_start=291
+  _globals['_UPDATEPROJECTSETTINGSREQUEST']._serialized_end=419
+  _globals['_GETSTEPREQUEST']._serialized_start=421
+  _globals['_GETSTEPREQUEST']._serialized_end=451
+  _globals['_LISTSTEPSREQUEST']._serialized_start=453
+  _globals['_LISTSTEPSREQUEST']._serialized_end=510
+  _globals['_LISTSTEPSRESPONSE']._serialized_start=512
+  _globals['_LISTSTEPSRESPONSE']._serialized_end=591
+  _globals['_DELETESTEPREQUEST']._serialized_start=593
+  _globals['_DELETESTEPREQUEST']._serialized_end=626
+  _globals['_PIPELINE']._serialized_start=628
+  _globals['_PIPELINE']._serialized_end=715
+  _globals['_CREATEPIPELINEREQUEST']._serialized_start=717
+  _globals['_CREATEPIPELINEREQUEST']._serialized_end=782
+  _globals['_GETPIPELINEREQUEST']._serialized_start=784
+  _globals['_GETPIPELINEREQUEST']._serialized_end=818
+  _globals['_LISTPIPELINESREQUEST']._serialized_start=820
+  _globals['_LISTPIPELINESREQUEST']._serialized_end=881
+  _globals['_LISTPIPELINESRESPONSE']._serialized_start=883
+  _globals['_LISTPIPELINESRESPONSE']._serialized_end=974
+  _globals['_DELETEPIPELINEREQUEST']._serialized_start=976
+  _globals['_DELETEPIPELINEREQUEST']._serialized_end=1013
+  _globals['_ACQUIREPIPELINERUNREQUEST']._serialized_start=1015
+  _globals['_ACQUIREPIPELINERUNREQUEST']._serialized_end=1100
+  _globals['_RELEASEPIPELINERUNREQUEST']._serialized_start=1102
+  _globals['_RELEASEPIPELINERUNREQUEST']._serialized_end=1169
+  _globals['_LISTPIPELINERUNSREQUEST']._serialized_start=1171
+  _globals['_LISTPIPELINERUNSREQUEST']._serialized_end=1196
+  _globals['_LISTPIPELINERUNSRESPONSE']._serialized_start=1198
+  _globals['_LISTPIPELINERUNSRESPONSE']._serialized_end=1265
+  _globals['_PIPELINERUN']._serialized_start=1267
+  _globals['_PIPELINERUN']._serialized_end=1338
+  _globals['_AUTHENTICATETOKENREQUEST']._serialized_start=1340
+  _globals['_AUTHENTICATETOKENREQUEST']._serialized_end=1381
+  _globals['_PRINCIPAL']._serialized_start=1383
+  _globals['_PRINCIPAL']._serialized_end=1432
+  _globals['_REGISTERSTEPREQUEST']._serialized_start=1435
+  _globals['_REGISTERSTEPREQUEST']._serialized_end=1612
+  _globals['_UPDATESTEPBUILDREQUEST']._serialized_start=1615
+  _globals['_UPDATESTEPBUILDREQUEST']._serialized_end=1826
+  _globals['_ABANDONSTEPREQUEST']._serialized_start=1828
+  _globals['_ABANDONSTEPREQUEST']._serialized_end=1883
+  _globals['_LISTPENDINGSTEPSREQUEST']._serialized_start=1885
+  _globals['_LISTPENDINGSTEPSREQUEST']._serialized_end=1910
+  _globals['_LISTPENDINGSTEPSRESPONSE']._serialized_start=1912
+  _globals['_LISTPENDINGSTEPSRESPONSE']._serialized_end=1980
+  _globals['_PENDINGSTEP']._serialized_start=1982
+  _globals['_PENDINGSTEP']._serialized_end=2050
+  _globals['_LISTREFERENCEDARCHIVESREQUEST']._serialized_start=2052
+  _globals['_LISTREFERENCEDARCHIVESREQUEST']._serialized_end=2083
+  _globals['_LISTREFERENCEDARCHIVESRESPONSE']._serialized_start=2085
+  _globals['_LISTREFERENCEDARCHIVESRESPONSE']._serialized_end=2141
+  _globals['_REGISTRYSERVICE']._serialized_start=2144
+  _globals['_REGISTRYSERVICE']._serialized_end=2886
+  _globals['_REGISTRYINTERNALSERVICE']._serialized_start=2889
+  _globals['_REGISTRYINTERNALSERVICE']._serialized_end=3710
 # @@protoc_insertion_point(module_scope)

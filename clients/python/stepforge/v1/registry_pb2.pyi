@@ -8,6 +8,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from stepforge.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
@@ -199,6 +200,287 @@ class DeleteStepRequest(_message.Message):
 Global___DeleteStepRequest: _TypeAlias = DeleteStepRequest  # noqa: Y015
 
 @_typing.final
+class Pipeline(_message.Message):
+    """A named wrapper around a step; what users run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The resource name, `pipelines/{pipeline}`, unique in its environment."""
+    step: _builtins.str
+    """Required. The step it runs, `steps/{step}`."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Output only. When the pipeline was created."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        step: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "name", b"name", "step", b"step"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Pipeline: _TypeAlias = Pipeline  # noqa: Y015
+
+@_typing.final
+class CreatePipelineRequest(_message.Message):
+    """Request message for RegistryService.CreatePipeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def pipeline(self) -> Global___Pipeline:
+        """Required. The pipeline to create."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: Global___Pipeline | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pipeline", b"pipeline"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pipeline", b"pipeline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreatePipelineRequest: _TypeAlias = CreatePipelineRequest  # noqa: Y015
+
+@_typing.final
+class GetPipelineRequest(_message.Message):
+    """Request message for RegistryService.GetPipeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. The resource name, `pipelines/{pipeline}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPipelineRequest: _TypeAlias = GetPipelineRequest  # noqa: Y015
+
+@_typing.final
+class ListPipelinesRequest(_message.Message):
+    """Request message for RegistryService.ListPipelines."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Optional. The most pipelines to return; 0 means 100, at most 1000."""
+    page_token: _builtins.str
+    """Optional. The `next_page_token` of a previous call."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPipelinesRequest: _TypeAlias = ListPipelinesRequest  # noqa: Y015
+
+@_typing.final
+class ListPipelinesResponse(_message.Message):
+    """Response message for RegistryService.ListPipelines."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PIPELINES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Passed as `page_token` to get the next page; empty on the last one."""
+    @_builtins.property
+    def pipelines(self) -> _containers.RepeatedCompositeFieldContainer[Global___Pipeline]:
+        """The pipelines of this page."""
+
+    def __init__(
+        self,
+        *,
+        pipelines: _abc.Iterable[Global___Pipeline] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "pipelines", b"pipelines"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPipelinesResponse: _TypeAlias = ListPipelinesResponse  # noqa: Y015
+
+@_typing.final
+class DeletePipelineRequest(_message.Message):
+    """Request message for RegistryService.DeletePipeline."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Required. The resource name, `pipelines/{pipeline}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeletePipelineRequest: _TypeAlias = DeletePipelineRequest  # noqa: Y015
+
+@_typing.final
+class AcquirePipelineRunRequest(_message.Message):
+    """Request message for RegistryInternalService.AcquirePipelineRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVIRONMENT_FIELD_NUMBER: _builtins.int
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    environment: _builtins.str
+    """Required. The environment the pipeline belongs to."""
+    pipeline: _builtins.str
+    """Required. The pipeline, `pipelines/{pipeline}`."""
+    execution: _builtins.str
+    """Required. The execution, `executions/{execution}`."""
+    def __init__(
+        self,
+        *,
+        environment: _builtins.str = ...,
+        pipeline: _builtins.str = ...,
+        execution: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment", b"environment", "execution", b"execution", "pipeline", b"pipeline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcquirePipelineRunRequest: _TypeAlias = AcquirePipelineRunRequest  # noqa: Y015
+
+@_typing.final
+class ReleasePipelineRunRequest(_message.Message):
+    """Request message for RegistryInternalService.ReleasePipelineRun."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVIRONMENT_FIELD_NUMBER: _builtins.int
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    environment: _builtins.str
+    """Required. The environment the pipeline belongs to."""
+    execution: _builtins.str
+    """Required. The execution, `executions/{execution}`."""
+    def __init__(
+        self,
+        *,
+        environment: _builtins.str = ...,
+        execution: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment", b"environment", "execution", b"execution"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleasePipelineRunRequest: _TypeAlias = ReleasePipelineRunRequest  # noqa: Y015
+
+@_typing.final
+class ListPipelineRunsRequest(_message.Message):
+    """Request message for RegistryInternalService.ListPipelineRuns."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPipelineRunsRequest: _TypeAlias = ListPipelineRunsRequest  # noqa: Y015
+
+@_typing.final
+class ListPipelineRunsResponse(_message.Message):
+    """Response message for RegistryInternalService.ListPipelineRuns."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PipelineRun]:
+        """Every execution recorded as running."""
+
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___PipelineRun] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPipelineRunsResponse: _TypeAlias = ListPipelineRunsResponse  # noqa: Y015
+
+@_typing.final
+class PipelineRun(_message.Message):
+    """An execution recorded as running."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVIRONMENT_FIELD_NUMBER: _builtins.int
+    PIPELINE_FIELD_NUMBER: _builtins.int
+    EXECUTION_FIELD_NUMBER: _builtins.int
+    environment: _builtins.str
+    """The environment it runs in."""
+    pipeline: _builtins.str
+    """The pipeline, `pipelines/{pipeline}`."""
+    execution: _builtins.str
+    """The execution, `executions/{execution}`."""
+    def __init__(
+        self,
+        *,
+        environment: _builtins.str = ...,
+        pipeline: _builtins.str = ...,
+        execution: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment", b"environment", "execution", b"execution", "pipeline", b"pipeline"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PipelineRun: _TypeAlias = PipelineRun  # noqa: Y015
+
+@_typing.final
 class AuthenticateTokenRequest(_message.Message):
     """Request message for RegistryInternalService.AuthenticateToken."""
 
@@ -300,6 +582,7 @@ class UpdateStepBuildRequest(_message.Message):
     ARCHIVE_SHA256_FIELD_NUMBER: _builtins.int
     ARCHIVE_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     COMMIT_ID_FIELD_NUMBER: _builtins.int
+    RUNTIME_ID_FIELD_NUMBER: _builtins.int
     environment: _builtins.str
     """Required. The environment the step belongs to."""
     name: _builtins.str
@@ -314,6 +597,8 @@ class UpdateStepBuildRequest(_message.Message):
     """Size of the stored archive in bytes."""
     commit_id: _builtins.str
     """The Git commit built; empty for local code."""
+    runtime_id: _builtins.str
+    """The runtime a READY build produced, for the execution backends."""
     def __init__(
         self,
         *,
@@ -324,10 +609,11 @@ class UpdateStepBuildRequest(_message.Message):
         archive_sha256: _builtins.str = ...,
         archive_size_bytes: _builtins.int = ...,
         commit_id: _builtins.str = ...,
+        runtime_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_sha256", b"archive_sha256", "archive_size_bytes", b"archive_size_bytes", "build_log", b"build_log", "commit_id", b"commit_id", "environment", b"environment", "name", b"name", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_sha256", b"archive_sha256", "archive_size_bytes", b"archive_size_bytes", "build_log", b"build_log", "commit_id", b"commit_id", "environment", b"environment", "name", b"name", "runtime_id", b"runtime_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -64,6 +64,26 @@ class RegistryServiceStub:
                 request_serializer=stepforge_dot_v1_dot_registry__pb2.DeleteStepRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.CreatePipeline = channel.unary_unary(
+                '/stepforge.v1.RegistryService/CreatePipeline',
+                request_serializer=stepforge_dot_v1_dot_registry__pb2.CreatePipelineRequest.SerializeToString,
+                response_deserializer=stepforge_dot_v1_dot_registry__pb2.Pipeline.FromString,
+                _registered_method=True)
+        self.GetPipeline = channel.unary_unary(
+                '/stepforge.v1.RegistryService/GetPipeline',
+                request_serializer=stepforge_dot_v1_dot_registry__pb2.GetPipelineRequest.SerializeToString,
+                response_deserializer=stepforge_dot_v1_dot_registry__pb2.Pipeline.FromString,
+                _registered_method=True)
+        self.ListPipelines = channel.unary_unary(
+                '/stepforge.v1.RegistryService/ListPipelines',
+                request_serializer=stepforge_dot_v1_dot_registry__pb2.ListPipelinesRequest.SerializeToString,
+                response_deserializer=stepforge_dot_v1_dot_registry__pb2.ListPipelinesResponse.FromString,
+                _registered_method=True)
+        self.DeletePipeline = channel.unary_unary(
+                '/stepforge.v1.RegistryService/DeletePipeline',
+                request_serializer=stepforge_dot_v1_dot_registry__pb2.DeletePipelineRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer:
@@ -102,8 +122,39 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteStep(self, request, context):
-        """Deletes a step. Returns NOT_FOUND when it does not exist and
-        FAILED_PRECONDITION while it is being built.
+        """Deletes a step. Returns NOT_FOUND when it does not exist, and
+        FAILED_PRECONDITION while it is being built or a pipeline uses it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePipeline(self, request, context):
+        """Creates a pipeline that wraps a step. Returns ALREADY_EXISTS for a taken
+        name, NOT_FOUND for an unknown step and FAILED_PRECONDITION for a step
+        whose build failed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPipeline(self, request, context):
+        """Gets a pipeline. Returns NOT_FOUND when it does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPipelines(self, request, context):
+        """Lists the pipelines of the caller's environment, ordered by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePipeline(self, request, context):
+        """Deletes a pipeline. Returns FAILED_PRECONDITION while one of its
+        executions has not ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +186,26 @@ def add_RegistryServiceServicer_to_server(servicer, server):
             'DeleteStep': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteStep,
                     request_deserializer=stepforge_dot_v1_dot_registry__pb2.DeleteStepRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreatePipeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePipeline,
+                    request_deserializer=stepforge_dot_v1_dot_registry__pb2.CreatePipelineRequest.FromString,
+                    response_serializer=stepforge_dot_v1_dot_registry__pb2.Pipeline.SerializeToString,
+            ),
+            'GetPipeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPipeline,
+                    request_deserializer=stepforge_dot_v1_dot_registry__pb2.GetPipelineRequest.FromString,
+                    response_serializer=stepforge_dot_v1_dot_registry__pb2.Pipeline.SerializeToString,
+            ),
+            'ListPipelines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPipelines,
+                    request_deserializer=stepforge_dot_v1_dot_registry__pb2.ListPipelinesRequest.FromString,
+                    response_serializer=stepforge_dot_v1_dot_registry__pb2.ListPipelinesResponse.SerializeToString,
+            ),
+            'DeletePipeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePipeline,
+                    request_deserializer=stepforge_dot_v1_dot_registry__pb2.DeletePipelineRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -285,6 +356,114 @@ class RegistryService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def CreatePipeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepforge.v1.RegistryService/CreatePipeline',
+            stepforge_dot_v1_dot_registry__pb2.CreatePipelineRequest.SerializeToString,
+            stepforge_dot_v1_dot_registry__pb2.Pipeline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPipeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepforge.v1.RegistryService/GetPipeline',
+            stepforge_dot_v1_dot_registry__pb2.GetPipelineRequest.SerializeToString,
+            stepforge_dot_v1_dot_registry__pb2.Pipeline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPipelines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepforge.v1.RegistryService/ListPipelines',
+            stepforge_dot_v1_dot_registry__pb2.ListPipelinesRequest.SerializeToString,
+            stepforge_dot_v1_dot_registry__pb2.ListPipelinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePipeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepforge.v1.RegistryService/DeletePipeline',
+            stepforge_dot_v1_dot_registry__pb2.DeletePipelineRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class RegistryInternalServiceStub:
     """Calls that only the other services make, with the service credential.
@@ -325,6 +504,21 @@ class RegistryInternalServiceStub:
                 '/stepforge.v1.RegistryInternalService/ListReferencedArchives',
                 request_serializer=stepforge_dot_v1_dot_registry__pb2.ListReferencedArchivesRequest.SerializeToString,
                 response_deserializer=stepforge_dot_v1_dot_registry__pb2.ListReferencedArchivesResponse.FromString,
+                _registered_method=True)
+        self.AcquirePipelineRun = channel.unary_unary(
+                '/stepforge.v1.RegistryInternalService/AcquirePipelineRun',
+                request_serializer=stepforge_dot_v1_dot_registry__pb2.AcquirePipelineRunRequest.SerializeToString,
+                response_deserializer=stepforge_dot_v1_dot_registry__pb2.Pipeline.FromString,
+                _registered_method=True)
+        self.ReleasePipelineRun = channel.unary_unary(
+                '/stepforge.v1.RegistryInternalService/ReleasePipelineRun',
+                request_serializer=stepforge_dot_v1_dot_registry__pb2.ReleasePipelineRunRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.ListPipelineRuns = channel.unary_unary(
+                '/stepforge.v1.RegistryInternalService/ListPipelineRuns',
+                request_serializer=stepforge_dot_v1_dot_registry__pb2.ListPipelineRunsRequest.SerializeToString,
+                response_deserializer=stepforge_dot_v1_dot_registry__pb2.ListPipelineRunsResponse.FromString,
                 _registered_method=True)
 
 
@@ -378,6 +572,28 @@ class RegistryInternalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcquirePipelineRun(self, request, context):
+        """Records that an execution of a pipeline has started, so the pipeline
+        cannot be deleted until it ends; returns the pipeline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleasePipelineRun(self, request, context):
+        """Records that an execution has ended. Releasing twice is not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPipelineRuns(self, request, context):
+        """Lists the executions recorded as running, for reconciliation on start.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryInternalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -410,6 +626,21 @@ def add_RegistryInternalServiceServicer_to_server(servicer, server):
                     servicer.ListReferencedArchives,
                     request_deserializer=stepforge_dot_v1_dot_registry__pb2.ListReferencedArchivesRequest.FromString,
                     response_serializer=stepforge_dot_v1_dot_registry__pb2.ListReferencedArchivesResponse.SerializeToString,
+            ),
+            'AcquirePipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquirePipelineRun,
+                    request_deserializer=stepforge_dot_v1_dot_registry__pb2.AcquirePipelineRunRequest.FromString,
+                    response_serializer=stepforge_dot_v1_dot_registry__pb2.Pipeline.SerializeToString,
+            ),
+            'ReleasePipelineRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleasePipelineRun,
+                    request_deserializer=stepforge_dot_v1_dot_registry__pb2.ReleasePipelineRunRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'ListPipelineRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPipelineRuns,
+                    request_deserializer=stepforge_dot_v1_dot_registry__pb2.ListPipelineRunsRequest.FromString,
+                    response_serializer=stepforge_dot_v1_dot_registry__pb2.ListPipelineRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -575,6 +806,87 @@ class RegistryInternalService:
             '/stepforge.v1.RegistryInternalService/ListReferencedArchives',
             stepforge_dot_v1_dot_registry__pb2.ListReferencedArchivesRequest.SerializeToString,
             stepforge_dot_v1_dot_registry__pb2.ListReferencedArchivesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquirePipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepforge.v1.RegistryInternalService/AcquirePipelineRun',
+            stepforge_dot_v1_dot_registry__pb2.AcquirePipelineRunRequest.SerializeToString,
+            stepforge_dot_v1_dot_registry__pb2.Pipeline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleasePipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepforge.v1.RegistryInternalService/ReleasePipelineRun',
+            stepforge_dot_v1_dot_registry__pb2.ReleasePipelineRunRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPipelineRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stepforge.v1.RegistryInternalService/ListPipelineRuns',
+            stepforge_dot_v1_dot_registry__pb2.ListPipelineRunsRequest.SerializeToString,
+            stepforge_dot_v1_dot_registry__pb2.ListPipelineRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

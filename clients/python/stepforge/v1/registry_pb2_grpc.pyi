@@ -50,8 +50,21 @@ class RegistryServiceStub:
     ListSteps: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListStepsRequest, _registry_pb2.ListStepsResponse]
     """Lists the steps of the caller's environment, ordered by name."""
     DeleteStep: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteStepRequest, _empty_pb2.Empty]
-    """Deletes a step. Returns NOT_FOUND when it does not exist and
-    FAILED_PRECONDITION while it is being built.
+    """Deletes a step. Returns NOT_FOUND when it does not exist, and
+    FAILED_PRECONDITION while it is being built or a pipeline uses it.
+    """
+    CreatePipeline: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreatePipelineRequest, _registry_pb2.Pipeline]
+    """Creates a pipeline that wraps a step. Returns ALREADY_EXISTS for a taken
+    name, NOT_FOUND for an unknown step and FAILED_PRECONDITION for a step
+    whose build failed.
+    """
+    GetPipeline: _grpc.UnaryUnaryMultiCallable[_registry_pb2.GetPipelineRequest, _registry_pb2.Pipeline]
+    """Gets a pipeline. Returns NOT_FOUND when it does not exist."""
+    ListPipelines: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListPipelinesRequest, _registry_pb2.ListPipelinesResponse]
+    """Lists the pipelines of the caller's environment, ordered by name."""
+    DeletePipeline: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeletePipelineRequest, _empty_pb2.Empty]
+    """Deletes a pipeline. Returns FAILED_PRECONDITION while one of its
+    executions has not ended.
     """
 
 @_typing.type_check_only
@@ -73,8 +86,21 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     ListSteps: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListStepsRequest, _registry_pb2.ListStepsResponse]  # type: ignore[assignment]
     """Lists the steps of the caller's environment, ordered by name."""
     DeleteStep: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteStepRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Deletes a step. Returns NOT_FOUND when it does not exist and
-    FAILED_PRECONDITION while it is being built.
+    """Deletes a step. Returns NOT_FOUND when it does not exist, and
+    FAILED_PRECONDITION while it is being built or a pipeline uses it.
+    """
+    CreatePipeline: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreatePipelineRequest, _registry_pb2.Pipeline]  # type: ignore[assignment]
+    """Creates a pipeline that wraps a step. Returns ALREADY_EXISTS for a taken
+    name, NOT_FOUND for an unknown step and FAILED_PRECONDITION for a step
+    whose build failed.
+    """
+    GetPipeline: _aio.UnaryUnaryMultiCallable[_registry_pb2.GetPipelineRequest, _registry_pb2.Pipeline]  # type: ignore[assignment]
+    """Gets a pipeline. Returns NOT_FOUND when it does not exist."""
+    ListPipelines: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListPipelinesRequest, _registry_pb2.ListPipelinesResponse]  # type: ignore[assignment]
+    """Lists the pipelines of the caller's environment, ordered by name."""
+    DeletePipeline: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeletePipelineRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes a pipeline. Returns FAILED_PRECONDITION while one of its
+    executions has not ended.
     """
 
 class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -123,8 +149,45 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _registry_pb2.DeleteStepRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Deletes a step. Returns NOT_FOUND when it does not exist and
-        FAILED_PRECONDITION while it is being built.
+        """Deletes a step. Returns NOT_FOUND when it does not exist, and
+        FAILED_PRECONDITION while it is being built or a pipeline uses it.
+        """
+
+    @_abc_1.abstractmethod
+    def CreatePipeline(
+        self,
+        request: _registry_pb2.CreatePipelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.Pipeline, _abc.Awaitable[_registry_pb2.Pipeline]]:
+        """Creates a pipeline that wraps a step. Returns ALREADY_EXISTS for a taken
+        name, NOT_FOUND for an unknown step and FAILED_PRECONDITION for a step
+        whose build failed.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPipeline(
+        self,
+        request: _registry_pb2.GetPipelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.Pipeline, _abc.Awaitable[_registry_pb2.Pipeline]]:
+        """Gets a pipeline. Returns NOT_FOUND when it does not exist."""
+
+    @_abc_1.abstractmethod
+    def ListPipelines(
+        self,
+        request: _registry_pb2.ListPipelinesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListPipelinesResponse, _abc.Awaitable[_registry_pb2.ListPipelinesResponse]]:
+        """Lists the pipelines of the caller's environment, ordered by name."""
+
+    @_abc_1.abstractmethod
+    def DeletePipeline(
+        self,
+        request: _registry_pb2.DeletePipelineRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes a pipeline. Returns FAILED_PRECONDITION while one of its
+        executions has not ended.
         """
 
 def add_RegistryServiceServicer_to_server(servicer: RegistryServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
@@ -156,6 +219,14 @@ class RegistryInternalServiceStub:
     """Lists pending steps of every environment, for reconciliation on start."""
     ListReferencedArchives: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListReferencedArchivesRequest, _registry_pb2.ListReferencedArchivesResponse]
     """Lists the archive digests that steps refer to, for garbage collection."""
+    AcquirePipelineRun: _grpc.UnaryUnaryMultiCallable[_registry_pb2.AcquirePipelineRunRequest, _registry_pb2.Pipeline]
+    """Records that an execution of a pipeline has started, so the pipeline
+    cannot be deleted until it ends; returns the pipeline.
+    """
+    ReleasePipelineRun: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ReleasePipelineRunRequest, _empty_pb2.Empty]
+    """Records that an execution has ended. Releasing twice is not an error."""
+    ListPipelineRuns: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListPipelineRunsRequest, _registry_pb2.ListPipelineRunsResponse]
+    """Lists the executions recorded as running, for reconciliation on start."""
 
 @_typing.type_check_only
 class RegistryInternalServiceAsyncStub(RegistryInternalServiceStub):
@@ -182,6 +253,14 @@ class RegistryInternalServiceAsyncStub(RegistryInternalServiceStub):
     """Lists pending steps of every environment, for reconciliation on start."""
     ListReferencedArchives: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListReferencedArchivesRequest, _registry_pb2.ListReferencedArchivesResponse]  # type: ignore[assignment]
     """Lists the archive digests that steps refer to, for garbage collection."""
+    AcquirePipelineRun: _aio.UnaryUnaryMultiCallable[_registry_pb2.AcquirePipelineRunRequest, _registry_pb2.Pipeline]  # type: ignore[assignment]
+    """Records that an execution of a pipeline has started, so the pipeline
+    cannot be deleted until it ends; returns the pipeline.
+    """
+    ReleasePipelineRun: _aio.UnaryUnaryMultiCallable[_registry_pb2.ReleasePipelineRunRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Records that an execution has ended. Releasing twice is not an error."""
+    ListPipelineRuns: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListPipelineRunsRequest, _registry_pb2.ListPipelineRunsResponse]  # type: ignore[assignment]
+    """Lists the executions recorded as running, for reconciliation on start."""
 
 class RegistryInternalServiceServicer(metaclass=_abc_1.ABCMeta):
     """Calls that only the other services make, with the service credential."""
@@ -241,5 +320,31 @@ class RegistryInternalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.ListReferencedArchivesResponse, _abc.Awaitable[_registry_pb2.ListReferencedArchivesResponse]]:
         """Lists the archive digests that steps refer to, for garbage collection."""
+
+    @_abc_1.abstractmethod
+    def AcquirePipelineRun(
+        self,
+        request: _registry_pb2.AcquirePipelineRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.Pipeline, _abc.Awaitable[_registry_pb2.Pipeline]]:
+        """Records that an execution of a pipeline has started, so the pipeline
+        cannot be deleted until it ends; returns the pipeline.
+        """
+
+    @_abc_1.abstractmethod
+    def ReleasePipelineRun(
+        self,
+        request: _registry_pb2.ReleasePipelineRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Records that an execution has ended. Releasing twice is not an error."""
+
+    @_abc_1.abstractmethod
+    def ListPipelineRuns(
+        self,
+        request: _registry_pb2.ListPipelineRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListPipelineRunsResponse, _abc.Awaitable[_registry_pb2.ListPipelineRunsResponse]]:
+        """Lists the executions recorded as running, for reconciliation on start."""
 
 def add_RegistryInternalServiceServicer_to_server(servicer: RegistryInternalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
