@@ -108,7 +108,8 @@ class BuildRunner:
             "succeeded" if outcome.ready else "failed",
             elapsed,
         )
-        self._report(environment, step, log, ready=outcome.ready)
+        runtime_id = outcome.runtime_path.name if outcome.runtime_path else ""
+        self._report(environment, step, log, ready=outcome.ready, runtime_id=runtime_id)
         with self._lock:
             finished = self._in_flight.pop((environment, step.name), None)
         if finished is not None:
@@ -144,7 +145,13 @@ class BuildRunner:
         return self._builder.build(spec, log)
 
     def _report(
-        self, environment: str, step: common_pb2.Step, log: BuildLog, *, ready: bool
+        self,
+        environment: str,
+        step: common_pb2.Step,
+        log: BuildLog,
+        *,
+        ready: bool,
+        runtime_id: str = "",
     ) -> None:
         request = registry_pb2.UpdateStepBuildRequest(
             environment=environment,
@@ -153,6 +160,7 @@ class BuildRunner:
             if ready
             else common_pb2.STEP_STATUS_FAILED,
             build_log=log.text(),
+            runtime_id=runtime_id,
         )
         try:
             self._registry.update_step_build(request)

@@ -80,12 +80,30 @@ class LocalBuilder:
         root: Path,
         *,
         strict_python_version: bool = False,
+        system_site_packages: bool = False,
         install_timeout_s: float = 900,
     ) -> None:
         self._root = Path(root)
         self._strict_python_version = strict_python_version
+        # Lets environments see the host interpreter's packages, so a GPU
+        # host's preinstalled CUDA libraries can serve every step.
+        self._system_site_packages = system_site_packages
         self._install_timeout_s = install_timeout_s
         self._locks = _KeyedLocks(self._root / "locks")
+
+    def locate(self, runtime_id: str, archive_sha256: str) -> tuple[Path, Path] | None:
+        """The interpreter of a built environment and the extracted code of an
+        archive, or None when either is not (or no longer) here."""
+        if not (
+            _SHA256_PATTERN.match(runtime_id) and _SHA256_PATTERN.match(archive_sha256)
+        ):
+            return None
+        env_dir = self._root / "envs" / runtime_id
+        code_dir = self._root / "code" / archive_sha256
+        python = env_dir / "bin" / "python"
+        if not (env_dir / _COMPLETE_MARKER).is_file() or not code_dir.is_dir():
+            return None
+        return python, code_dir
 
     def build(self, spec: BuildSpec, log: BuildLog) -> BuildOutcome:
         """Builds `spec`, writing progress to `log`. Never raises for a bad step."""
@@ -182,7 +200,12 @@ class LocalBuilder:
         # pin, so such an environment is not shared with other code.
         code_salt = spec.archive_sha256 if _refers_to_local_files(content) else ""
         key = _environment_key(
-            exact_version(python), python, content, spec.system_dependencies, code_salt
+            exact_version(python),
+            python,
+            content,
+            spec.system_dependencies,
+            code_salt,
+            self._system_site_packages,
         )
         env_dir = self._root / "envs" / key
         if (env_dir / _COMPLETE_MARKER).is_file():
@@ -236,8 +259,9 @@ class LocalBuilder:
         uv = _uv_binary()
         env_dir.parent.mkdir(parents=True, exist_ok=True)
         environment = self._uv_environment()
+        site = ["--system-site-packages"] if self._system_site_packages else []
         self._run_uv(
-            [uv, "venv", "--no-project", "--python", str(python), str(env_dir)],
+            [uv, "venv", "--no-project", *site, "--python", str(python), str(env_dir)],
             cwd=self._root,
             environment=environment,
             action="creating the virtual environment",
@@ -413,10 +437,12 @@ def _environment_key(
     requirements: bytes,
     system_dependencies: Sequence[str],
     code_salt: str,
+    system_site_packages: bool,
 ) -> str:
     description = json.dumps(
         {
             "code": code_salt,
+            "system_site_packages": system_site_packages,
             "python_version": python_version,
             "python": str(python),
             "requirements_sha256": hashlib.sha256(requirements).hexdigest(),

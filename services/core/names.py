@@ -1,4 +1,4 @@
-"""Step names and the resource names built from them."""
+"""Resource names: `steps/{step}`, `pipelines/{pipeline}`, `executions/{id}`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import re
 
 STEP_NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,63}")
 STEP_NAME_RULE = "1 to 63 characters, each a letter, a digit, '-' or '_'"
-_STEP_PREFIX = "steps/"
+STEPS = "steps"
+PIPELINES = "pipelines"
+EXECUTIONS = "executions"
 
 
 def is_valid_step_name(name: str) -> bool:
@@ -14,12 +16,24 @@ def is_valid_step_name(name: str) -> bool:
 
 
 def step_resource_name(step_name: str) -> str:
-    return _STEP_PREFIX + step_name
+    return f"{STEPS}/{step_name}"
 
 
 def parse_step_resource_name(name: str) -> str | None:
     """Returns the step name in `steps/{step}`, or None when `name` is malformed."""
-    if not name.startswith(_STEP_PREFIX):
+    return parse_resource_name(STEPS, name)
+
+
+def parse_resource_name(collection: str, name: str) -> str | None:
+    """Returns the id in `{collection}/{id}`, or None when `name` is malformed.
+
+    Every collection shares the step-name rule for its ids.
+    """
+    prefix, slash, resource_id = name.partition("/")
+    if prefix != collection or not slash or not is_valid_step_name(resource_id):
         return None
-    step_name = name[len(_STEP_PREFIX) :]
-    return step_name if is_valid_step_name(step_name) else None
+    return resource_id
+
+
+def resource_rule(collection: str) -> str:
+    return f"must be {collection}/{{id}} with an id of {STEP_NAME_RULE}"

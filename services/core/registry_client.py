@@ -74,6 +74,37 @@ class RegistryClient:
             registry_pb2.AbandonStepRequest(environment=environment, name=name),
         )
 
+    def get_pipeline(self, user_token: str, name: str) -> registry_pb2.Pipeline:
+        return self._call(
+            self._public.GetPipeline,
+            registry_pb2.GetPipelineRequest(name=name),
+            user_token=user_token,
+        )
+
+    def acquire_pipeline_run(
+        self, environment: str, pipeline: str, execution: str
+    ) -> registry_pb2.Pipeline:
+        return self._call(
+            self._internal.AcquirePipelineRun,
+            registry_pb2.AcquirePipelineRunRequest(
+                environment=environment, pipeline=pipeline, execution=execution
+            ),
+        )
+
+    def release_pipeline_run(self, environment: str, execution: str) -> None:
+        self._call(
+            self._internal.ReleasePipelineRun,
+            registry_pb2.ReleasePipelineRunRequest(
+                environment=environment, execution=execution
+            ),
+        )
+
+    def pipeline_runs(self) -> list[registry_pb2.PipelineRun]:
+        answer = self._call(
+            self._internal.ListPipelineRuns, registry_pb2.ListPipelineRunsRequest()
+        )
+        return list(answer.runs)
+
     def pending_steps(self) -> list[registry_pb2.PendingStep]:
         answer = self._call(
             self._internal.ListPendingSteps, registry_pb2.ListPendingStepsRequest()

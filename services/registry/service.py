@@ -25,7 +25,13 @@ from stepforge.services.core.errors import (
     NotFound,
     Unauthenticated,
 )
-from stepforge.services.core.names import STEP_NAME_RULE, parse_step_resource_name
+from stepforge.services.core.names import (
+    EXECUTIONS,
+    PIPELINES,
+    STEPS,
+    parse_resource_name,
+    resource_rule,
+)
 from stepforge.services.core.step_spec import check_step
 from stepforge.services.registry.store import RegistryStore, now_timestamp
 from stepforge.v1 import common_pb2, registry_pb2, registry_pb2_grpc
@@ -95,10 +101,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     def ListSteps(
         self, request: registry_pb2.ListStepsRequest, context: grpc.ServicerContext
     ) -> registry_pb2.ListStepsResponse:
-        if request.page_size < 0:
-            raise InvalidArgument("page_size", "must not be negative")
-        size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = _decode_page_token(request.page_token)
+        size = _page_size(request.page_size)
+        after = _decode_page_token(request.page_token, STEPS)
         steps = self._store.list_steps(current_principal().environment, after, size + 1)
         response = registry_pb2.ListStepsResponse(
             steps=[public_step(step) for step in steps[:size]]
@@ -106,6 +110,64 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         if len(steps) > size:
             response.next_page_token = _encode_page_token(steps[size - 1].name)
         return response
+
+    def CreatePipeline(
+        self, request: registry_pb2.CreatePipelineRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.Pipeline:
+        violations = []
+        if parse_resource_name(PIPELINES, request.pipeline.name) is None:
+            violations.append(FieldViolation("pipeline.name", resource_rule(PIPELINES)))
+        if parse_resource_name(STEPS, request.pipeline.step) is None:
+            violations.append(FieldViolation("pipeline.step", resource_rule(STEPS)))
+        if violations:
+            raise InvalidArgument.many(violations)
+        principal = current_principal()
+        pipeline = registry_pb2.Pipeline(
+            name=request.pipeline.name,
+            step=request.pipeline.step,
+            create_time=now_timestamp(),
+        )
+        self._store.insert_pipeline(principal.environment, pipeline)
+        logger.info(
+            "pipeline %s of %s created in environment %s",
+            pipeline.name,
+            pipeline.step,
+            principal.environment,
+        )
+        return pipeline
+
+    def GetPipeline(
+        self, request: registry_pb2.GetPipelineRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.Pipeline:
+        name = _resource(PIPELINES, request.name)
+        pipeline = self._store.get_pipeline(current_principal().environment, name)
+        if pipeline is None:
+            raise NotFound(f"name: pipeline {_short(name)!r} does not exist")
+        return pipeline
+
+    def ListPipelines(
+        self, request: registry_pb2.ListPipelinesRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ListPipelinesResponse:
+        size = _page_size(request.page_size)
+        after = _decode_page_token(request.page_token, PIPELINES)
+        pipelines = self._store.list_pipelines(
+            current_principal().environment, after, size + 1
+        )
+        response = registry_pb2.ListPipelinesResponse(pipelines=pipelines[:size])
+        if len(pipelines) > size:
+            response.next_page_token = _encode_page_token(pipelines[size - 1].name)
+        return response
+
+    def DeletePipeline(
+        self, request: registry_pb2.DeletePipelineRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        name = _resource(PIPELINES, request.name)
+        principal = current_principal()
+        self._store.delete_pipeline(principal.environment, name)
+        logger.info(
+            "pipeline %s deleted from environment %s", name, principal.environment
+        )
+        return empty_pb2.Empty()
 
     def DeleteStep(
         self, request: registry_pb2.DeleteStepRequest, context: grpc.ServicerContext
@@ -196,6 +258,8 @@ class RegistryInternalServicer(registry_pb2_grpc.RegistryInternalServiceServicer
             step.archive_size_bytes = request.archive_size_bytes
         if request.commit_id:
             step.commit_id = request.commit_id
+        if request.runtime_id:
+            step.runtime_id = request.runtime_id
         step.update_time.CopyFrom(now_timestamp())
         self._store.update_step(request.environment, step)
         if step.status in _FINAL_STATUSES:
@@ -236,6 +300,38 @@ class RegistryInternalServicer(registry_pb2_grpc.RegistryInternalServiceServicer
             archive_sha256=sorted(self._store.referenced_archives())
         )
 
+    def AcquirePipelineRun(
+        self,
+        request: registry_pb2.AcquirePipelineRunRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.Pipeline:
+        pipeline = _resource(PIPELINES, request.pipeline, "pipeline")
+        execution = _resource(EXECUTIONS, request.execution, "execution")
+        return self._store.acquire_run(request.environment, pipeline, execution)
+
+    def ReleasePipelineRun(
+        self,
+        request: registry_pb2.ReleasePipelineRunRequest,
+        context: grpc.ServicerContext,
+    ) -> empty_pb2.Empty:
+        execution = _resource(EXECUTIONS, request.execution, "execution")
+        self._store.release_run(request.environment, execution)
+        return empty_pb2.Empty()
+
+    def ListPipelineRuns(
+        self,
+        request: registry_pb2.ListPipelineRunsRequest,
+        context: grpc.ServicerContext,
+    ) -> registry_pb2.ListPipelineRunsResponse:
+        return registry_pb2.ListPipelineRunsResponse(
+            runs=[
+                registry_pb2.PipelineRun(
+                    environment=environment, pipeline=pipeline, execution=execution
+                )
+                for environment, pipeline, execution in self._store.pipeline_runs()
+            ]
+        )
+
     def _project_of(self, environment: str) -> str:
         project = self._store.project_of_environment(environment)
         if project is None:
@@ -267,30 +363,36 @@ def _settings(
 
 
 def _step_name(name: str) -> str:
-    if parse_step_resource_name(name) is None:
-        raise InvalidArgument(
-            "name", f"must be steps/{{step}} with a name of {STEP_NAME_RULE}"
-        )
+    return _resource(STEPS, name)
+
+
+def _resource(collection: str, name: str, field: str = "name") -> str:
+    if parse_resource_name(collection, name) is None:
+        raise InvalidArgument(field, resource_rule(collection))
     return name
 
 
 def _short(name: str) -> str:
-    return name.removeprefix("steps/")
+    return name.partition("/")[2] or name
+
+
+def _page_size(requested: int) -> int:
+    if requested < 0:
+        raise InvalidArgument("page_size", "must not be negative")
+    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 def _encode_page_token(last_name: str) -> str:
     return base64.urlsafe_b64encode(last_name.encode()).decode()
 
 
-def _decode_page_token(token: str) -> str:
+def _decode_page_token(token: str, collection: str) -> str:
     if not token:
         return ""
     try:
         name = base64.urlsafe_b64decode(token.encode()).decode()
     except ValueError:
-        raise InvalidArgument(
-            "page_token", "is not a token this service issued"
-        ) from None
-    if parse_step_resource_name(name) is None:
+        name = ""
+    if parse_resource_name(collection, name) is None:
         raise InvalidArgument("page_token", "is not a token this service issued")
     return name

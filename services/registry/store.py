@@ -17,7 +17,7 @@ from google.protobuf import timestamp_pb2
 from stepforge.services.core.auth import Principal
 from stepforge.services.core.errors import AlreadyExists, FailedPrecondition, NotFound
 from stepforge.services.core.sqlite import open_database
-from stepforge.v1 import common_pb2
+from stepforge.v1 import common_pb2, registry_pb2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -34,6 +34,19 @@ CREATE TABLE IF NOT EXISTS tokens (
     token_sha256 TEXT PRIMARY KEY,
     environment_id TEXT NOT NULL REFERENCES environments(id),
     create_time TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pipelines (
+    environment_id TEXT NOT NULL REFERENCES environments(id),
+    name TEXT NOT NULL,
+    step TEXT NOT NULL,
+    pipeline BLOB NOT NULL,
+    PRIMARY KEY (environment_id, name)
+);
+CREATE TABLE IF NOT EXISTS pipeline_runs (
+    environment_id TEXT NOT NULL,
+    execution TEXT NOT NULL,
+    pipeline TEXT NOT NULL,
+    PRIMARY KEY (environment_id, execution)
 );
 CREATE TABLE IF NOT EXISTS steps (
     environment_id TEXT NOT NULL REFERENCES environments(id),
@@ -203,6 +216,20 @@ class RegistryStore:
         self, environment_id: str, name: str, *, only_pending: bool
     ) -> None:
         with self._transaction() as db:
+            users = [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM pipelines WHERE environment_id = ? AND step = ?"
+                    " ORDER BY name",
+                    (environment_id, name),
+                )
+            ]
+            if users:
+                raise FailedPrecondition(
+                    f"name: step {_short(name)!r} is used by pipeline"
+                    f" {', '.join(repr(_short(user)) for user in users)};"
+                    " delete the pipeline first"
+                )
             row = db.execute(
                 "SELECT status FROM steps WHERE environment_id = ? AND name = ?",
                 (environment_id, name),
@@ -223,6 +250,120 @@ class RegistryStore:
                 "DELETE FROM steps WHERE environment_id = ? AND name = ?",
                 (environment_id, name),
             )
+
+    # Pipelines.
+
+    def insert_pipeline(
+        self, environment_id: str, pipeline: registry_pb2.Pipeline
+    ) -> None:
+        """Records a pipeline wrapping an existing step that has not failed."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT status FROM steps WHERE environment_id = ? AND name = ?",
+                (environment_id, pipeline.step),
+            ).fetchone()
+            if row is None:
+                raise NotFound(
+                    f"pipeline.step: step {_short(pipeline.step)!r} does not exist"
+                )
+            if row[0] == common_pb2.STEP_STATUS_FAILED:
+                raise FailedPrecondition(
+                    f"pipeline.step: the build of step {_short(pipeline.step)!r}"
+                    " failed; create the step again first"
+                )
+            try:
+                db.execute(
+                    "INSERT INTO pipelines (environment_id, name, step, pipeline)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        environment_id,
+                        pipeline.name,
+                        pipeline.step,
+                        pipeline.SerializeToString(),
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(
+                    f"pipeline.name: pipeline {_short(pipeline.name)!r} already exists"
+                ) from None
+
+    def get_pipeline(
+        self, environment_id: str, name: str
+    ) -> registry_pb2.Pipeline | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT pipeline FROM pipelines WHERE environment_id = ? AND name = ?",
+                (environment_id, name),
+            ).fetchone()
+        return registry_pb2.Pipeline.FromString(row[0]) if row else None
+
+    def list_pipelines(
+        self, environment_id: str, after: str, limit: int
+    ) -> list[registry_pb2.Pipeline]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT pipeline FROM pipelines WHERE environment_id = ? AND name > ?"
+                " ORDER BY name LIMIT ?",
+                (environment_id, after, limit),
+            ).fetchall()
+        return [registry_pb2.Pipeline.FromString(row[0]) for row in rows]
+
+    def delete_pipeline(self, environment_id: str, name: str) -> None:
+        with self._transaction() as db:
+            running = [
+                row[0]
+                for row in db.execute(
+                    "SELECT execution FROM pipeline_runs"
+                    " WHERE environment_id = ? AND pipeline = ? ORDER BY execution",
+                    (environment_id, name),
+                )
+            ]
+            if running:
+                raise FailedPrecondition(
+                    f"name: pipeline {_short(name)!r} has executions that have not"
+                    f" ended: {', '.join(_short(run) for run in running)}"
+                )
+            deleted = db.execute(
+                "DELETE FROM pipelines WHERE environment_id = ? AND name = ?",
+                (environment_id, name),
+            ).rowcount
+        if not deleted:
+            raise NotFound(f"name: pipeline {_short(name)!r} does not exist")
+
+    def acquire_run(
+        self, environment_id: str, pipeline: str, execution: str
+    ) -> registry_pb2.Pipeline:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT pipeline FROM pipelines WHERE environment_id = ? AND name = ?",
+                (environment_id, pipeline),
+            ).fetchone()
+            if row is None:
+                raise NotFound(
+                    f"pipeline: pipeline {_short(pipeline)!r} does not exist"
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO pipeline_runs"
+                " (environment_id, execution, pipeline) VALUES (?, ?, ?)",
+                (environment_id, execution, pipeline),
+            )
+        return registry_pb2.Pipeline.FromString(row[0])
+
+    def release_run(self, environment_id: str, execution: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM pipeline_runs WHERE environment_id = ? AND execution = ?",
+                (environment_id, execution),
+            )
+
+    def pipeline_runs(self) -> list[tuple[str, str, str]]:
+        """(environment, pipeline, execution) of every run recorded as going on."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT environment_id, pipeline, execution FROM pipeline_runs"
+                " ORDER BY environment_id, execution"
+            ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
 
     def pending_steps(self) -> list[tuple[str, common_pb2.Step]]:
         with self._lock:
@@ -262,4 +403,4 @@ def _digest(token: str) -> str:
 
 
 def _short(name: str) -> str:
-    return name.removeprefix("steps/")
+    return name.partition("/")[2] or name
