@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         registry_url=getattr(args, "registry_url", None),
         strict_python_version=args.strict_python_version,
         build_workers=args.build_workers,
+        build_url=getattr(args, "build_url", None),
+        system_site_packages=args.system_site_packages,
+        max_executions=args.max_executions,
+        gpu_fallback_to_cpu=args.gpu_fallback_to_cpu,
     )
     services = SERVICES if args.command == "up" else (args.service,)
     try:
@@ -63,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--registry-url",
         help="host:port of the registry, for a service that runs apart from it",
+    )
+    serve.add_argument(
+        "--build-url",
+        help="host:port of the build service, for the execution service apart from it",
     )
 
     demo = commands.add_parser(
@@ -98,6 +107,24 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         "building it with this interpreter",
     )
     parser.add_argument("--build-workers", type=int, default=2)
+    parser.add_argument(
+        "--system-site-packages",
+        action="store_true",
+        help="let step environments see this interpreter's site-packages, such as "
+        "a GPU host's preinstalled CUDA libraries",
+    )
+    parser.add_argument(
+        "--max-executions",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="executions that run at once; the others wait in order (default: cores)",
+    )
+    parser.add_argument(
+        "--gpu-fallback-to-cpu",
+        action="store_true",
+        help="run python-cuda steps on the CPU, with a warning in their logs, "
+        "when this host has no GPU (default: they fail at once)",
+    )
 
 
 def _announce(suite: RunningSuite) -> None:

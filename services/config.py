@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("~/.stepforge")
@@ -23,6 +23,14 @@ class ServerConfig:
     # Fail a build whose Python version is not installed instead of using the host's.
     strict_python_version: bool = False
     build_workers: int = 2
+    # Where the execution service finds the build service when they run apart.
+    build_url: str | None = None
+    # Let step environments see the host's site-packages (a GPU host's CUDA libraries).
+    system_site_packages: bool = False
+    # Executions that run at once; the others wait in order.
+    max_executions: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # Run GPU steps on the CPU, with a warning in their logs, on a host with no GPU.
+    gpu_fallback_to_cpu: bool = False
 
     @property
     def address(self) -> str:

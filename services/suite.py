@@ -4,47 +4,34 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from functools import partial
 from pathlib import Path
 
 import grpc
 
-from stepforge.services.build.build_runner import BuildRunner
-from stepforge.services.build.garbage import collect_unreferenced_archives
-from stepforge.services.build.local_builder import LocalBuilder
-from stepforge.services.build.service import BuildServicer
+from stepforge.services.build.assembly import build_parts
 from stepforge.services.config import ServerConfig, load_service_token
 from stepforge.services.core.auth import CachingTokenResolver, TokenResolver
-from stepforge.services.core.languages import find_language
-from stepforge.services.core.object_store import ObjectStore, open_object_store
+from stepforge.services.core.object_store import open_object_store
 from stepforge.services.core.registry_client import RegistryClient
-from stepforge.services.core.server import Registration, add_services, create_server
-from stepforge.services.registry.service import (
-    RegistryInternalServicer,
-    RegistryServicer,
-    resolve_user_token,
-)
-from stepforge.services.registry.store import RegistryStore
-from stepforge.v1 import (
-    build_pb2,
-    build_pb2_grpc,
-    common_pb2,
-    registry_pb2,
-    registry_pb2_grpc,
-)
+from stepforge.services.core.server import ServiceParts, add_services, create_server
+from stepforge.services.execution.assembly import execution_parts
+from stepforge.services.execution.build_client import BuildClient
+from stepforge.services.registry.assembly import RegistryParts
+from stepforge.v1 import build_pb2, registry_pb2
 
 logger = logging.getLogger(__name__)
 
-SERVICES = ("registry", "build")
-DEFAULT_PROJECT = "default"
-DEFAULT_ENVIRONMENT = "default"
-_GC_INTERVAL_S = 600.0
-_GC_GRACE = timedelta(minutes=10)
+SERVICES = ("registry", "build", "execution")
+# Only the services may call these, with the service credential.
+INTERNAL_SERVICES = frozenset(
+    {
+        registry_pb2.DESCRIPTOR.services_by_name["RegistryInternalService"].full_name,
+        build_pb2.DESCRIPTOR.services_by_name["BuildInternalService"].full_name,
+    }
+)
 
 
 @dataclass
@@ -75,51 +62,74 @@ class RunningSuite:
 
 
 def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSuite:
-    """Starts `services` in one server on `config.address`."""
+    """Starts `services` in one server on `config.address`.
+
+    Co-hosted services still reach each other through gRPC on this server's
+    own port, so both layouts run the same code.
+    """
     unknown = sorted(set(services) - set(SERVICES))
     if unknown:
         raise ValueError(f"unknown services {unknown}; choose from {list(SERVICES)}")
     data_dir = config.data_dir.expanduser()
     service_token = load_service_token(data_dir)
-    closers: list[Callable[[], None]] = []
-    on_started: list[Callable[[], None]] = []
+    channels: list[grpc.Channel] = []
 
-    store = None
-    env_file = None
-    if "registry" in services:
-        store = RegistryStore(data_dir / "registry" / "registry.db")
-        closers.append(store.close)
-        env_file = _bootstrap(store, data_dir)
-        resolver: TokenResolver = partial(resolve_user_token, store)
+    registry_parts = RegistryParts(data_dir) if "registry" in services else None
+    if registry_parts is not None:
+        resolver: TokenResolver = registry_parts.resolve_user_token
     else:
-        remote = _registry_client(config.registry_url, service_token, closers)
+        remote = _registry_client(config.registry_url, service_token, channels)
         resolver = CachingTokenResolver(remote.authenticate)
 
-    server = create_server(resolver, service_token, _service_only(services))
+    server = create_server(resolver, service_token, INTERNAL_SERVICES)
     port = server.add_insecure_port(config.address)
     if port == 0:
         raise OSError(f"cannot listen on {config.address}")
-    if env_file is not None:
-        token = read_env_file(env_file)["STEPFORGE_SDK_TOKEN"]
-        write_env_file(env_file, f"{_advertised_host(config.host)}:{port}", token)
+    own_url = f"127.0.0.1:{port}"
+    env_file = None
+    if registry_parts is not None:
+        env_file = _write_environment(registry_parts, data_dir, config.host, port)
 
-    registrations: list[Registration] = []
-    if store is not None:
-        registrations += _registry_registrations(store)
-    if "build" in services:
-        # Co-hosted, the build service still reaches the registry through gRPC,
-        # so both layouts run the same code.
-        registry_url = f"127.0.0.1:{port}" if store is not None else config.registry_url
-        registry = _registry_client(registry_url, service_token, closers)
-        registrations.append(
-            _build_registration(config, data_dir, registry, closers, on_started)
+    parts: list[ServiceParts] = [registry_parts] if registry_parts else []
+    objects = None
+    if "build" in services or "execution" in services:
+        objects = open_object_store(config.resolved_object_store_url())
+        registry = _registry_client(
+            own_url if registry_parts else config.registry_url, service_token, channels
         )
-    add_services(server, registrations)
+    if "build" in services:
+        parts.append(
+            build_parts(
+                data_dir,
+                registry,
+                objects,  # type: ignore[arg-type]
+                strict_python_version=config.strict_python_version,
+                system_site_packages=config.system_site_packages,
+                workers=config.build_workers,
+            )
+        )
+    if "execution" in services:
+        build_url = own_url if "build" in services else config.build_url
+        parts.append(
+            execution_parts(
+                data_dir,
+                registry,
+                _build_client(build_url, service_token, channels),
+                objects,  # type: ignore[arg-type]
+                max_concurrent=config.max_executions,
+                gpu_fallback_to_cpu=config.gpu_fallback_to_cpu,
+            )
+        )
+
+    add_services(server, [item for part in parts for item in part.registrations])
     server.start()
+    closers = [channel.close for channel in channels]
+    closers += [close for part in parts for close in part.closers]
     suite = RunningSuite(server, port, data_dir, env_file, closers)
     logger.info("serving %s on %s:%d", ", ".join(services), config.host, port)
-    for hook in on_started:
-        hook()
+    for part in parts:
+        for hook in part.on_started:
+            hook()
     return suite
 
 
@@ -140,17 +150,19 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def _bootstrap(store: RegistryStore, data_dir: Path) -> Path:
-    """Creates the default project, environment and token on first start."""
-    environment, created = store.ensure_environment(
-        DEFAULT_PROJECT, DEFAULT_ENVIRONMENT, _default_project_config()
-    )
+def _write_environment(
+    parts: RegistryParts, data_dir: Path, host: str, port: int
+) -> Path:
+    """Writes `<data_dir>/env` with this server's address and the default
+    environment's token, made on first start (or again if the file is lost)."""
     env_file = data_dir / "env"
-    if created or not env_file.exists():
-        token = store.create_token(environment.id)
-        # The URL is completed by the caller once the port is known.
-        write_env_file(env_file, "", token)
-        logger.info("created environment %s/%s", environment.project, environment.name)
+    environment, token = parts.default_environment()
+    if token is None:
+        if env_file.exists():
+            token = read_env_file(env_file)["STEPFORGE_SDK_TOKEN"]
+        else:
+            token = parts.new_token(environment)
+    write_env_file(env_file, f"{_advertised_host(host)}:{port}", token)
     return env_file
 
 
@@ -158,98 +170,21 @@ def _advertised_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::", "[::]") else host
 
 
-def _default_project_config() -> common_pb2.ContainerConfig:
-    host = f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"
-    language = host if find_language(host) else "python:3.11-slim"
-    return common_pb2.ContainerConfig(language=language)
-
-
-def _service_only(services: Sequence[str]) -> frozenset[str]:
-    if "registry" in services:
-        return frozenset(
-            {
-                registry_pb2.DESCRIPTOR.services_by_name[
-                    "RegistryInternalService"
-                ].full_name
-            }
-        )
-    return frozenset()
-
-
-def _registry_registrations(store: RegistryStore) -> list[Registration]:
-    public = RegistryServicer(store)
-    internal = RegistryInternalServicer(store)
-    services = registry_pb2.DESCRIPTOR.services_by_name
-    return [
-        Registration(
-            partial(registry_pb2_grpc.add_RegistryServiceServicer_to_server, public),
-            services["RegistryService"].full_name,
-        ),
-        Registration(
-            partial(
-                registry_pb2_grpc.add_RegistryInternalServiceServicer_to_server,
-                internal,
-            ),
-            services["RegistryInternalService"].full_name,
-        ),
-    ]
-
-
-def _build_registration(
-    config: ServerConfig,
-    data_dir: Path,
-    registry: RegistryClient,
-    closers: list[Callable[[], None]],
-    on_started: list[Callable[[], None]],
-) -> Registration:
-    build_dir = data_dir / "build"
-    store = open_object_store(config.resolved_object_store_url())
-    builder = LocalBuilder(
-        build_dir, strict_python_version=config.strict_python_version
-    )
-    runner = BuildRunner(
-        builder, registry, store, build_dir / "scratch", config.build_workers
-    )
-    closers.append(runner.shutdown)
-    servicer = BuildServicer(registry, store, runner, build_dir / "uploads")
-
-    def resume_and_collect() -> None:
-        resumed = runner.resume_pending()
-        if resumed:
-            logger.info("resumed %d interrupted builds", resumed)
-        stop = threading.Event()
-        closers.append(stop.set)
-        threading.Thread(
-            target=_collect_periodically,
-            args=(store, registry, stop),
-            name="archive-gc",
-            daemon=True,
-        ).start()
-
-    on_started.append(resume_and_collect)
-    return Registration(
-        partial(build_pb2_grpc.add_BuildServiceServicer_to_server, servicer),
-        build_pb2.DESCRIPTOR.services_by_name["BuildService"].full_name,
-    )
-
-
-def _collect_periodically(
-    store: ObjectStore, registry: RegistryClient, stop: threading.Event
-) -> None:
-    while True:
-        try:
-            collect_unreferenced_archives(store, registry, _GC_GRACE)
-        except Exception:
-            logger.exception("archive garbage collection failed; retrying later")
-        if stop.wait(_GC_INTERVAL_S):
-            return
-
-
 def _registry_client(
-    url: str | None, service_token: str, closers: list[Callable[[], None]]
+    url: str | None, service_token: str, channels: list[grpc.Channel]
 ) -> RegistryClient:
     if not url:
         raise ValueError("registry_url is required when the registry runs elsewhere")
     channel = grpc.insecure_channel(url)
-    closers.append(channel.close)
+    channels.append(channel)
     return RegistryClient(channel, url, service_token)
+
+
+def _build_client(
+    url: str | None, service_token: str, channels: list[grpc.Channel]
+) -> BuildClient:
+    if not url:
+        raise ValueError("build_url is required when the build service runs elsewhere")
+    channel = grpc.insecure_channel(url)
+    channels.append(channel)
+    return BuildClient(channel, url, service_token)

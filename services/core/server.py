@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,6 +25,16 @@ class Registration:
 
     add: Callable[[grpc.Server], None]
     service_name: str
+
+
+@dataclass
+class ServiceParts:
+    """What one service adds to a server: its servicers, what to run once the
+    server listens (recovery of work in flight), and what to close on stop."""
+
+    registrations: list[Registration] = field(default_factory=list)
+    on_started: list[Callable[[], None]] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
 
 def create_server(

@@ -1,0 +1,90 @@
+"""The build service's part of a server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+
+from stepforge.services.build.build_runner import BuildRunner
+from stepforge.services.build.garbage import collect_unreferenced_archives
+from stepforge.services.build.internal_service import BuildInternalServicer
+from stepforge.services.build.local_builder import LocalBuilder
+from stepforge.services.build.service import BuildServicer
+from stepforge.services.core.object_store import ObjectStore
+from stepforge.services.core.registry_client import RegistryClient
+from stepforge.services.core.server import Registration, ServiceParts
+from stepforge.v1 import build_pb2, build_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+GC_INTERVAL_S = 600.0
+GC_GRACE = timedelta(minutes=10)
+
+
+def build_parts(
+    data_dir: Path,
+    registry: RegistryClient,
+    objects: ObjectStore,
+    *,
+    strict_python_version: bool,
+    system_site_packages: bool,
+    workers: int,
+) -> ServiceParts:
+    build_dir = data_dir / "build"
+    builder = LocalBuilder(
+        build_dir,
+        strict_python_version=strict_python_version,
+        system_site_packages=system_site_packages,
+    )
+    runner = BuildRunner(builder, registry, objects, build_dir / "scratch", workers)
+    services = build_pb2.DESCRIPTOR.services_by_name
+    parts = ServiceParts(
+        registrations=[
+            Registration(
+                partial(
+                    build_pb2_grpc.add_BuildServiceServicer_to_server,
+                    BuildServicer(registry, objects, runner, build_dir / "uploads"),
+                ),
+                services["BuildService"].full_name,
+            ),
+            Registration(
+                partial(
+                    build_pb2_grpc.add_BuildInternalServiceServicer_to_server,
+                    BuildInternalServicer(builder),
+                ),
+                services["BuildInternalService"].full_name,
+            ),
+        ],
+        closers=[runner.shutdown],
+    )
+    stop_collecting = threading.Event()
+
+    def recover() -> None:
+        resumed = runner.resume_pending()
+        if resumed:
+            logger.info("resumed %d interrupted builds", resumed)
+        threading.Thread(
+            target=_collect_periodically,
+            args=(objects, registry, stop_collecting),
+            name="archive-gc",
+            daemon=True,
+        ).start()
+
+    parts.on_started.append(recover)
+    parts.closers.append(stop_collecting.set)
+    return parts
+
+
+def _collect_periodically(
+    objects: ObjectStore, registry: RegistryClient, stop: threading.Event
+) -> None:
+    while True:
+        try:
+            collect_unreferenced_archives(objects, registry, GC_GRACE)
+        except Exception:
+            logger.exception("archive garbage collection failed; retrying later")
+        if stop.wait(GC_INTERVAL_S):
+            return
