@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stepforge import StepforgeSdk
 from stepforge.services.config import ServerConfig
@@ -33,10 +34,13 @@ class SuiteUnderTest:
 
 @contextmanager
 def running_suite(
-    data_dir: Path, object_store_url: str | None = None
+    data_dir: Path, object_store_url: str | None = None, **settings: Any
 ) -> Iterator[SuiteUnderTest]:
-    """The whole suite on a free loopback port, with an SDK signed in to it."""
-    config = ServerConfig(data_dir=data_dir, port=0, object_store_url=object_store_url)
+    """The whole suite on a free loopback port, with an SDK signed in to it;
+    `settings` are further ServerConfig fields."""
+    config = ServerConfig(
+        data_dir=data_dir, port=0, object_store_url=object_store_url, **settings
+    )
     suite = start(config)
     try:
         assert suite.env_file is not None

@@ -1,9 +1,11 @@
 """Stepforge SDK: turn a Python function into a typed, reusable pipeline step."""
 
+from stepforge._output_file import ExecutionOutputFile
 from stepforge._sdk import StepforgeSdk
 from stepforge._step_parameter import STEP_PARAMETER
 from stepforge.errors import (
     AlreadyExistsError,
+    ExecutionFailedError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -17,6 +19,8 @@ __all__ = [
     "INPUT_OUTPUT_TYPES",
     "STEP_PARAMETER",
     "AlreadyExistsError",
+    "ExecutionFailedError",
+    "ExecutionOutputFile",
     "FailedPreconditionError",
     "Input",
     "InvalidArgumentError",

@@ -15,6 +15,7 @@ import grpc
 from stepforge import _container_config, _packing
 from stepforge._channel import open_channel
 from stepforge._io_proto import input_to_proto, output_to_proto
+from stepforge._pipelines import PipelineCalls
 from stepforge._rules import MIN_CREATE_TIMEOUT_S, STEP_NAME_RULE, is_valid_step_name
 from stepforge._step_dict import step_to_dict
 from stepforge.errors import (
@@ -29,6 +30,7 @@ from stepforge.v1 import (
     build_pb2,
     build_pb2_grpc,
     common_pb2,
+    execution_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
 )
@@ -46,7 +48,7 @@ _FIRST_POLL_S = 0.05
 _MAX_POLL_S = 1.0
 
 
-class StepforgeSdk:
+class StepforgeSdk(PipelineCalls):
     """A connection to one Stepforge environment.
 
     Args:
@@ -65,6 +67,7 @@ class StepforgeSdk:
         self._channel = open_channel(url)
         self._registry = registry_pb2_grpc.RegistryServiceStub(self._channel)
         self._build = build_pb2_grpc.BuildServiceStub(self._channel)
+        self._execution = execution_pb2_grpc.ExecutionServiceStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()

@@ -12,7 +12,8 @@
         ├── UnavailableError
         ├── DeadlineExceededError     also a TimeoutError
         ├── StepBuildError            step_name, build_log
-        └── StepCreationTimeoutError  also a TimeoutError; step_name, status
+        ├── StepCreationTimeoutError  also a TimeoutError; step_name, status
+        └── ExecutionFailedError      execution_id, status, reason
 
 `code` is the gRPC status code of the call that failed, or None when the SDK
 found the problem itself, before sending anything. A status code with no class
@@ -30,6 +31,7 @@ import grpc
 __all__ = [
     "AlreadyExistsError",
     "DeadlineExceededError",
+    "ExecutionFailedError",
     "FailedPreconditionError",
     "FieldViolation",
     "InvalidArgumentError",
@@ -160,6 +162,18 @@ class StepCreationTimeoutError(StepforgeError, TimeoutError):
         self.step_name = step_name
         self.status = status
         self.timeout_s = timeout_s
+
+
+class ExecutionFailedError(StepforgeError):
+    """An execution ended without succeeding: `status` is "Failed" or
+    "Cancelled", and `reason` is what the service said, possibly empty."""
+
+    def __init__(self, execution_id: str, status: str, reason: str) -> None:
+        detail = reason or f"it is {status} and no reason was given"
+        super().__init__(f"execution {execution_id} failed: {detail}")
+        self.execution_id = execution_id
+        self.status = status
+        self.reason = reason
 
 
 _CLASS_BY_CODE: dict[grpc.StatusCode, type[StepforgeError]] = {
