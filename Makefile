@@ -33,6 +33,7 @@ test: dev
 
 bench: dev
 	$(BIN)/python benchmarks/create_step.py
+	$(BIN)/python benchmarks/run_pipeline.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

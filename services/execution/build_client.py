@@ -18,9 +18,15 @@ class BuildClient:
         self._stub = build_pb2_grpc.BuildInternalServiceStub(channel)
         self._target = target
         self._metadata = (("authorization", f"Bearer {service_token}"),)
+        # Built runtimes are content-addressed and never change, so a found one
+        # is remembered for as long as it is still on disk.
+        self._found: dict[tuple[str, str], tuple[Path, Path]] = {}
 
     def locate_runtime(self, runtime_id: str, archive_sha256: str) -> tuple[Path, Path]:
         """The step environment's interpreter and the step's code folder."""
+        known = self._found.get((runtime_id, archive_sha256))
+        if known is not None and known[0].exists() and known[1].is_dir():
+            return known
         request = build_pb2.GetRuntimeRequest(
             runtime_id=runtime_id, archive_sha256=archive_sha256
         )
@@ -44,4 +50,6 @@ class BuildClient:
                     f"{translated.message}"
                 ) from None
             raise translated from None
-        return Path(runtime.python_path), Path(runtime.code_path)
+        found = Path(runtime.python_path), Path(runtime.code_path)
+        self._found[(runtime_id, archive_sha256)] = found
+        return found

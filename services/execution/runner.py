@@ -10,19 +10,20 @@ the standard library and must run on Python 3.8 and later.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import importlib.util
 import io
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
-import traceback
-from collections.abc import Sequence
-from typing import Any, BinaryIO, Callable
+
+# Every millisecond of imports here is paid by every execution: modules that
+# only some runs need are imported where they are used, and typing only for
+# type checkers (which treat this name as true).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, BinaryIO, Callable
 
 PROTOCOL_VERSION = 1
 
@@ -98,22 +99,45 @@ class _OutputError(_StepFailed):
         super().__init__(reason, "OutputError")
 
 
-@dataclasses.dataclass(frozen=True)
 class _Output:
-    name: str
-    data_type: str
-    default: dict[str, Any] | None
+    __slots__ = ("name", "data_type", "default")
+
+    def __init__(
+        self, name: str, data_type: str, default: dict[str, Any] | None
+    ) -> None:
+        self.name = name
+        self.data_type = data_type
+        self.default = default
 
 
-@dataclasses.dataclass(frozen=True)
 class _Spec:
-    function_path: str
-    function_name: str
-    inputs: dict[str, dict[str, Any]]
-    outputs: list[_Output]
-    output_dir: str
-    result_path: str
-    max_json_bytes: int
+    __slots__ = (
+        "function_path",
+        "function_name",
+        "inputs",
+        "outputs",
+        "output_dir",
+        "result_path",
+        "max_json_bytes",
+    )
+
+    def __init__(
+        self,
+        function_path: str,
+        function_name: str,
+        inputs: dict[str, dict[str, Any]],
+        outputs: list[_Output],
+        output_dir: str,
+        result_path: str,
+        max_json_bytes: int,
+    ) -> None:
+        self.function_path = function_path
+        self.function_name = function_name
+        self.inputs = inputs
+        self.outputs = outputs
+        self.output_dir = output_dir
+        self.result_path = result_path
+        self.max_json_bytes = max_json_bytes
 
 
 def _read_spec(path: str) -> dict[str, Any]:
@@ -291,6 +315,8 @@ def _module_name(function_path: str) -> str:
 
 def _step_raised(exc: BaseException, context: str = "") -> _StepFailed:
     """Log what the step's code raised and turn it into a failure."""
+    import traceback
+
     traceback.print_exception(type(exc), exc, exc.__traceback__)
     if isinstance(exc, SystemExit):
         return _StepFailed(f"{context}the step called exit({exc.code!r})", "SystemExit")
@@ -352,12 +378,12 @@ def _produce(output: _Output, value: Any, spec: _Spec) -> dict[str, Any]:
             reason = f"output {name!r}: {shown!r} is not an existing regular file"
             raise _OutputError(reason)
         with open(path, "rb") as source, _FileOutput(spec.output_dir, name) as out:
-            shutil.copyfileobj(source, out, CHUNK_SIZE)
+            _copy(source, out)
         return out.describe()
     if callable(getattr(value, "read", None)):
         try:
             with _FileOutput(spec.output_dir, name) as out:
-                shutil.copyfileobj(value, out, CHUNK_SIZE)
+                _copy(value, out)
         finally:
             close = getattr(value, "close", None)
             if callable(close):
@@ -410,6 +436,15 @@ def _has_type(data_type: str, value: Any) -> bool:
     return True
 
 
+def _copy(source: Any, out: _FileOutput) -> None:
+    """Copies in chunks, so memory does not grow with the file."""
+    while True:
+        chunk = source.read(CHUNK_SIZE)
+        if not chunk:
+            return
+        out.write(chunk)
+
+
 class _FileOutput:
     """An output file being written, its size and SHA-256 kept as it grows."""
 
@@ -417,6 +452,8 @@ class _FileOutput:
         self.name = name
         self.path = os.path.join(output_dir, name)
         self.size = 0
+        import hashlib
+
         self._digest = hashlib.sha256()
         self._file = open(self.path, "wb")
 
@@ -463,13 +500,13 @@ def _finish(result_path: str, result: dict[str, Any], exit_status: int) -> int:
 
 
 def _write_atomically(path: str, result: dict[str, Any]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".result-", dir=directory)
+    # Renamed into place so the executor never reads half a result. Not synced:
+    # it is read as soon as this process exits, and an execution a crash
+    # interrupts fails whatever this file holds.
+    temporary = path + ".part"
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        with open(temporary, "w", encoding="utf-8") as stream:
             json.dump(result, stream, allow_nan=False)
-            stream.flush()
-            os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

@@ -164,7 +164,11 @@ class PipelineCalls:
             raise InvalidArgumentError.for_field("wait", "must be True or False")
         timeout = _run_timeout(timeout_s)
         given = _parse_inputs(inputs)
-        declared_files = self._declared_file_inputs(pipeline_name) if given else set()
+        # Only a str is ambiguous: a path for a FILE input, text for the others.
+        ambiguous = any(isinstance(value, str) for _, value, _ in given)
+        declared_files = (
+            self._declared_file_inputs(pipeline_name) if ambiguous else set()
+        )
         header = execution_pb2.RunPipelineHeader(
             pipeline=_PIPELINE_PREFIX + pipeline_name
         )
