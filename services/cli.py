@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -41,14 +42,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         gpu_fallback_to_cpu=args.gpu_fallback_to_cpu,
     )
     services = SERVICES if args.command == "up" else (args.service,)
+    # Installed before anything starts, so a stop asked for at any moment
+    # shuts down cleanly instead of killing the process mid-write.
+    stop_requested = _stop_requested_by_signals()
     try:
         suite = start(config, services)
     except (OSError, ValueError) as error:
         print(f"stepforge: {error}", file=sys.stderr)
         return 2
     _announce(suite)
-    _stop_on_signals(suite)
-    suite.wait()
+    stop_requested.wait()
+    suite.stop()
     return 0
 
 
@@ -137,12 +141,15 @@ def _announce(suite: RunningSuite) -> None:
     sys.stdout.flush()
 
 
-def _stop_on_signals(suite: RunningSuite) -> None:
-    def stop(signum: int, frame: FrameType | None) -> None:
-        suite.stop()
+def _stop_requested_by_signals() -> threading.Event:
+    requested = threading.Event()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return requested
 
 
 if __name__ == "__main__":

@@ -35,5 +35,10 @@ def parse_resource_name(collection: str, name: str) -> str | None:
     return resource_id
 
 
+def short_name(name: str) -> str:
+    """The id in a resource name, for messages: `steps/train` -> `train`."""
+    return name.partition("/")[2] or name
+
+
 def resource_rule(collection: str) -> str:
     return f"must be {collection}/{{id}} with an id of {STEP_NAME_RULE}"

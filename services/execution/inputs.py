@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from stepforge.services.core.errors import FieldViolation, InvalidArgument
 from stepforge.services.core.limits import MAX_JSON_VALUE_BYTES
+from stepforge.services.core.names import short_name
 from stepforge.services.core.step_spec import json_type_problem
 from stepforge.v1 import common_pb2, execution_pb2
 
@@ -111,9 +112,7 @@ def _default(item: common_pb2.StepInput) -> execution_pb2.ExecutionValue | None:
 
 def _unknown(step: common_pb2.Step, name: str) -> str:
     names = ", ".join(item.name for item in step.inputs) or "none"
-    return (
-        f"is not an input of step {step.name.partition('/')[2]!r} (its inputs: {names})"
-    )
+    return f"is not an input of step {short_name(step.name)!r} (its inputs: {names})"
 
 
 def _type_name(data_type: int) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from google.protobuf import timestamp_pb2
 
 from stepforge.services.core.errors import FailedPrecondition, NotFound
+from stepforge.services.core.names import short_name
 from stepforge.services.core.registry_client import RegistryClient
 from stepforge.services.execution.logs import LogBook
 from stepforge.services.execution.store import ACTIVE_STATUSES, ExecutionStore
@@ -94,7 +95,7 @@ class Lifecycle:
         execution = self._load(name)
         if execution.status not in ACTIVE_STATUSES:
             raise FailedPrecondition(
-                f"name: execution {name.partition('/')[2]!r} has already ended"
+                f"name: execution {short_name(name)!r} has already ended"
             )
         return execution
 
@@ -115,7 +116,7 @@ class Lifecycle:
     def _load(self, name: str) -> execution_pb2.Execution:
         stored = self._store.get(name)
         if stored is None:
-            raise NotFound(f"name: execution {name.partition('/')[2]!r} does not exist")
+            raise NotFound(f"name: execution {short_name(name)!r} does not exist")
         return stored.execution
 
 

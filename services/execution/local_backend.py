@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from stepforge.services.core.languages import find_language
 from stepforge.services.core.limits import MAX_JSON_VALUE_BYTES
+from stepforge.services.core.names import short_name
 from stepforge.services.core.object_store import ObjectStore
 from stepforge.services.execution.gpus import GpuAllocator, cuda_visible_devices
 from stepforge.services.execution.lifecycle import SYSTEM, Lifecycle
@@ -215,7 +216,7 @@ class LocalBackend:
             self._finish(name, execution_pb2.EXECUTION_STATUS_CANCELLED, reason)
 
     def _run_dir(self, name: str) -> Path:
-        return self._settings.runs_dir / name.partition("/")[2]
+        return self._settings.runs_dir / short_name(name)
 
     def _forget(self, name: str) -> None:
         with self._lock:
@@ -441,7 +442,7 @@ def _step_environment(
         # Device indices come from NVML, which numbers by PCI bus; CUDA's own
         # default order (fastest first) could point at another card.
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-        "STEPFORGE_EXECUTION_ID": name.partition("/")[2],
+        "STEPFORGE_EXECUTION_ID": short_name(name),
     }
 
 

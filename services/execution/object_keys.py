@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from stepforge.services.core.names import short_name
+
 
 def execution_prefix(execution: str) -> str:
-    return f"executions/{execution.partition('/')[2]}/"
+    return f"executions/{short_name(execution)}/"
 
 
 def input_key(execution: str, input_name: str) -> str:

@@ -22,6 +22,7 @@ from stepforge.services.core.names import (
     PIPELINES,
     parse_resource_name,
     resource_rule,
+    short_name,
 )
 from stepforge.services.core.object_store import ObjectStore
 from stepforge.services.core.registry_client import RegistryClient
@@ -105,7 +106,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 "STEP_STATUS_"
             )
             raise FailedPrecondition(
-                f"header.pipeline: its step {pipeline.step.partition('/')[2]!r} is "
+                f"header.pipeline: its step {short_name(pipeline.step)!r} is "
                 f"{status.lower()}, not ready"
             )
         checked = check_inputs(step, header.json_inputs, list(header.file_inputs))
@@ -212,7 +213,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             )
         if execution.status != execution_pb2.EXECUTION_STATUS_SUCCEEDED:
             raise FailedPrecondition(
-                f"name: execution {_short(request.name)!r} has not succeeded, "
+                f"name: execution {short_name(request.name)!r} has not succeeded, "
                 "so it has no outputs"
             )
         for chunk in self._objects.iter_chunks(
@@ -266,7 +267,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         execution = self._own(request.name).execution
         if execution.status in ACTIVE_STATUSES:
             raise FailedPrecondition(
-                f"name: execution {_short(request.name)!r} has not ended; "
+                f"name: execution {short_name(request.name)!r} has not ended; "
                 "cancel it first"
             )
         self._remove_objects(request.name)
@@ -281,7 +282,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             raise InvalidArgument("name", resource_rule(EXECUTIONS))
         stored = self._store.get(name)
         if stored is None or stored.environment != current_principal().environment:
-            raise NotFound(f"name: execution {_short(name)!r} does not exist")
+            raise NotFound(f"name: execution {short_name(name)!r} does not exist")
         return stored
 
     def _remove_objects(self, name: str) -> None:
@@ -304,10 +305,6 @@ def _now() -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.GetCurrentTime()
     return stamp
-
-
-def _short(name: str) -> str:
-    return name.partition("/")[2] or name
 
 
 def _encode_page_token(seq: int) -> str:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from stepforge.services.core.errors import NotFound
-from stepforge.services.core.sqlite import open_database
+from stepforge.services.core.sqlite import Database
 from stepforge.v1 import common_pb2, execution_pb2
 
 _SCHEMA = """
@@ -61,8 +58,7 @@ class ExecutionStore:
     """Every method is one transaction; safe to call from many threads."""
 
     def __init__(self, path: Path) -> None:
-        self._db = open_database(path, _SCHEMA)
-        self._lock = threading.Lock()
+        self._db = Database(path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -73,7 +69,7 @@ class ExecutionStore:
         execution: execution_pb2.Execution,
         step: common_pb2.Step,
     ) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO executions"
                 " (environment_id, name, pipeline, status, execution, step)"
@@ -89,7 +85,7 @@ class ExecutionStore:
             )
 
     def update(self, execution: execution_pb2.Execution) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             changed = db.execute(
                 "UPDATE executions SET status = ?, execution = ? WHERE name = ?",
                 (execution.status, execution.SerializeToString(), execution.name),
@@ -98,8 +94,8 @@ class ExecutionStore:
             raise NotFound(f"name: execution {execution.name!r} does not exist")
 
     def get(self, name: str) -> StoredExecution | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.reading() as db:
+            row = db.execute(
                 "SELECT environment_id, execution, step FROM executions WHERE name = ?",
                 (name,),
             ).fetchone()
@@ -119,14 +115,14 @@ class ExecutionStore:
             arguments.append(before_seq)
         query += " ORDER BY seq DESC LIMIT ?"
         arguments.append(limit)
-        with self._lock:
-            rows = self._db.execute(query, arguments).fetchall()
+        with self._db.reading() as db:
+            rows = db.execute(query, arguments).fetchall()
         return [(row[0], execution_pb2.Execution.FromString(row[1])) for row in rows]
 
     def active(self) -> list[StoredExecution]:
         """Executions that have not ended, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.reading() as db:
+            rows = db.execute(
                 "SELECT environment_id, execution, step FROM executions"
                 f" WHERE status IN ({', '.join('?' * len(ACTIVE_STATUSES))})"
                 " ORDER BY seq",
@@ -135,12 +131,12 @@ class ExecutionStore:
         return [_stored(row) for row in rows]
 
     def delete(self, name: str) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute("DELETE FROM log_lines WHERE execution = ?", (name,))
             db.execute("DELETE FROM executions WHERE name = ?", (name,))
 
     def append_lines(self, execution: str, lines: Sequence[StoredLine]) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.executemany(
                 "INSERT INTO log_lines (execution, sequence, time_ns, stream, text)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -151,8 +147,8 @@ class ExecutionStore:
             )
 
     def lines(self, execution: str, from_sequence: int, limit: int) -> list[StoredLine]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.reading() as db:
+            rows = db.execute(
                 "SELECT sequence, time_ns, stream, text FROM log_lines"
                 " WHERE execution = ? AND sequence >= ? ORDER BY sequence LIMIT ?",
                 (execution, from_sequence, limit),
@@ -160,22 +156,11 @@ class ExecutionStore:
         return [StoredLine(*row) for row in rows]
 
     def next_sequence(self, execution: str) -> int:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.reading() as db:
+            row = db.execute(
                 "SELECT MAX(sequence) FROM log_lines WHERE execution = ?", (execution,)
             ).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
 
 def _stored(row: tuple[str, bytes, bytes]) -> StoredExecution:

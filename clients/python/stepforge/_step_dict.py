@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timezone
 from typing import Any
-
-from google.protobuf import timestamp_pb2
 
 from stepforge._container_config import container_config_to_dict
 from stepforge._io_proto import (
@@ -14,11 +11,11 @@ from stepforge._io_proto import (
     input_to_proto,
     output_to_proto,
 )
+from stepforge._resource_names import STEP_PREFIX, short_name
+from stepforge._times import iso_time
 from stepforge.v1 import common_pb2
 
 __all__ = ["input_to_proto", "output_to_proto", "step_name_of", "step_to_dict"]
-
-_STEP_PREFIX = "steps/"
 
 STATUS_NAMES = {
     common_pb2.STEP_STATUS_PENDING: "Pending",
@@ -66,10 +63,10 @@ def step_to_dict(step: common_pb2.Step) -> dict[str, Any]:
         "container_config": container_config_to_dict(step.container_config),
         "creation_info": {
             "created_at": (
-                _iso_time(step.create_time) if step.HasField("create_time") else None
+                iso_time(step.create_time) if step.HasField("create_time") else None
             ),
             "updated_at": (
-                _iso_time(step.update_time) if step.HasField("update_time") else None
+                iso_time(step.update_time) if step.HasField("update_time") else None
             ),
             "commit_id": step.commit_id or None,
             "status": STATUS_NAMES.get(step.status),
@@ -80,9 +77,7 @@ def step_to_dict(step: common_pb2.Step) -> dict[str, Any]:
 
 def step_name_of(resource_name: str) -> str:
     """The step name in `steps/{step}`; other names come back unchanged."""
-    if resource_name.startswith(_STEP_PREFIX):
-        return resource_name[len(_STEP_PREFIX) :]
-    return resource_name
+    return short_name(resource_name, STEP_PREFIX)
 
 
 def _data_type_name(value: common_pb2.DataType.ValueType) -> str | None:
@@ -90,7 +85,3 @@ def _data_type_name(value: common_pb2.DataType.ValueType) -> str | None:
         return data_type_from_proto(value).value
     except ValueError:
         return None
-
-
-def _iso_time(timestamp: timestamp_pb2.Timestamp) -> str:
-    return timestamp.ToDatetime(tzinfo=timezone.utc).isoformat()

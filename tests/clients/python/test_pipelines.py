@@ -6,13 +6,14 @@ import hashlib
 import io
 import json
 import queue
+import stat
 import threading
 import tracemalloc
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import grpc
 import pytest
@@ -43,6 +44,8 @@ CREATED_ISO = "2023-11-14T22:13:20+00:00"
 SUCCEEDED = execution_pb2.EXECUTION_STATUS_SUCCEEDED
 FILE = common_pb2.DATA_TYPE_FILE
 STRING = common_pb2.DATA_TYPE_STRING
+
+_M = TypeVar("_M")
 
 
 # The fake service.
@@ -110,6 +113,12 @@ class FakeSuite(
             name=f"pipelines/{name}", step=step.name, create_time=CREATED
         )
 
+    def _page(self, ordered: list[_M], page_token: str) -> tuple[list[_M], str]:
+        """One page of `ordered` and the token of the next, "" at the end."""
+        start = int(page_token or 0)
+        end = start + self.page_size
+        return ordered[start:end], str(end) if end < len(ordered) else ""
+
     # Registry.
 
     def CreatePipeline(
@@ -126,20 +135,16 @@ class FakeSuite(
         self, request: registry_pb2.GetPipelineRequest, context: grpc.ServicerContext
     ) -> registry_pb2.Pipeline:
         self.calls.append("GetPipeline")
-        if request.name not in self.pipelines:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"{request.name} does not exist")
-        return self.pipelines[request.name]
+        return _stored(self.pipelines, request.name, context)
 
     def ListPipelines(
         self, request: registry_pb2.ListPipelinesRequest, context: grpc.ServicerContext
     ) -> registry_pb2.ListPipelinesResponse:
         self.calls.append("ListPipelines")
         ordered = sorted(self.pipelines.values(), key=lambda item: item.name)
-        start = int(request.page_token or 0)
-        end = start + self.page_size
+        page, next_page_token = self._page(ordered, request.page_token)
         return registry_pb2.ListPipelinesResponse(
-            pipelines=ordered[start:end],
-            next_page_token=str(end) if end < len(ordered) else "",
+            pipelines=page, next_page_token=next_page_token
         )
 
     def DeletePipeline(
@@ -223,9 +228,7 @@ class FakeSuite(
         self, request: execution_pb2.GetExecutionRequest, context: grpc.ServicerContext
     ) -> execution_pb2.Execution:
         self.calls.append("GetExecution")
-        if request.name not in self.executions:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"{request.name} does not exist")
-        return self.executions[request.name]
+        return _stored(self.executions, request.name, context)
 
     def WaitExecution(
         self, request: execution_pb2.WaitExecutionRequest, context: grpc.ServicerContext
@@ -250,11 +253,9 @@ class FakeSuite(
             for execution in reversed(self.executions.values())
             if execution.pipeline == request.pipeline
         ]
-        start = int(request.page_token or 0)
-        end = start + self.page_size
+        page, next_page_token = self._page(ordered, request.page_token)
         return execution_pb2.ListExecutionsResponse(
-            executions=ordered[start:end],
-            next_page_token=str(end) if end < len(ordered) else "",
+            executions=page, next_page_token=next_page_token
         )
 
     def ReadExecutionOutput(
@@ -316,6 +317,12 @@ class FakeSuite(
         self.calls.append("DeleteExecution")
         del self.executions[request.name]
         return empty_pb2.Empty()
+
+
+def _stored(store: dict[str, _M], name: str, context: grpc.ServicerContext) -> _M:
+    if name not in store:
+        context.abort(grpc.StatusCode.NOT_FOUND, f"{name} does not exist")
+    return store[name]
 
 
 @pytest.fixture
@@ -740,6 +747,24 @@ def test_output_to_a_path_is_written_whole_and_atomically(
     assert written == str(target)
     assert target.read_bytes() == content
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model.bin"]
+
+
+@pytest.mark.parametrize(("mask", "mode"), [(0o022, 0o644), (0o027, 0o640)], ids=oct)
+def test_output_written_to_a_path_gets_the_permissions_of_a_new_file(
+    fake: FakeSuite,
+    sdk: StepforgeSdk,
+    tmp_path: Path,
+    set_umask: Callable[[int], None],
+    mask: int,
+    mode: int,
+) -> None:
+    execution_id = _finished_run(fake, sdk, model=b"weights")
+    target = tmp_path / "model.bin"
+
+    set_umask(mask)
+    sdk.get_pipeline_execution_output(execution_id, "model", target)
+
+    assert stat.S_IMODE(target.stat().st_mode) == mode
 
 
 def test_output_that_does_not_match_its_recorded_digest_is_an_error(
