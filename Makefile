@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo dev protos check lint types test bench clean
+.PHONY: demo dev protos check lint types test bench clean system-tools
 
 # Installs the suite with its server dependencies and runs the documented example.
 demo:
@@ -18,17 +18,35 @@ dev:
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --config-settings editable_mode=strict -e '.[dev]'
 
+# The Git tests start real sshd and git daemon servers. apt-get runs only when a
+# tool is missing, so a machine that has them needs no root.
+SYSTEM_TOOLS := sshd ssh ssh-keygen git
+SYSTEM_PACKAGES := openssh-server openssh-client git
+
+system-tools:
+	@missing=; \
+	for tool in $(SYSTEM_TOOLS); do \
+	  command -v $$tool >/dev/null 2>&1 || [ -x /usr/sbin/$$tool ] \
+	    || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $(SYSTEM_PACKAGES) for:$$missing"; \
+	  apt-get update \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+	      $(SYSTEM_PACKAGES); \
+	fi
+
 protos: dev
 	$(BIN)/python protos/generate.py
 
-check: dev
+check: system-tools dev
 	$(BIN)/python protos/generate.py --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p stepforge
 	$(BIN)/pytest
 
-test: dev
+test: system-tools dev
 	$(BIN)/pytest
 
 bench: dev

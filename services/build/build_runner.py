@@ -11,6 +11,7 @@ from pathlib import Path
 
 from stepforge.services.build.build_log import BuildLog
 from stepforge.services.build.builder import Builder, BuildOutcome, BuildSpec
+from stepforge.services.build.git_archive import SourceError, archive_from_git
 from stepforge.services.build.upload import archive_key
 from stepforge.services.core.languages import find_language
 from stepforge.services.core.object_store import ObjectNotFoundError, ObjectStore
@@ -50,6 +51,14 @@ class BuildRunner:
             self._in_flight[(environment, step.name)] = threading.Event()
         return self._pool.submit(self._run, environment, step, archive, log)
 
+    def submit_git(
+        self, environment: str, step: common_pb2.Step, known_hosts: str, log: BuildLog
+    ) -> Future[None]:
+        """Clones the step's repository, stores its archive, then builds it."""
+        with self._lock:
+            self._in_flight[(environment, step.name)] = threading.Event()
+        return self._pool.submit(self._run_git, environment, step, known_hosts, log)
+
     def wait(self, environment: str, name: str, timeout_s: float) -> None:
         """Returns when the build of `name` here has been reported, when
         `timeout_s` passes, or at once when no such build runs here."""
@@ -68,6 +77,12 @@ class BuildRunner:
         for pending in self._registry.pending_steps():
             step = pending.step
             log = BuildLog(earlier=step.build_log)
+            is_git = step.origin == common_pb2.STEP_ORIGIN_GIT_REPOSITORY
+            if is_git and not step.archive_sha256:
+                log.write("build resumed after a restart")
+                self.submit_git(pending.environment, step, pending.known_hosts, log)
+                resumed += 1
+                continue
             if not step.archive_sha256:
                 log.write(f"build failed: {INTERRUPTED_REASON}")
                 self._report(pending.environment, step, log, ready=False)
@@ -110,8 +125,42 @@ class BuildRunner:
         )
         runtime_id = outcome.runtime_path.name if outcome.runtime_path else ""
         self._report(environment, step, log, ready=outcome.ready, runtime_id=runtime_id)
+        self._announce_end(environment, step.name)
+
+    def _run_git(
+        self, environment: str, step: common_pb2.Step, known_hosts: str, log: BuildLog
+    ) -> None:
+        try:
+            source = archive_from_git(
+                step, known_hosts, self._scratch_dir, self._store, log
+            )
+            step = self._registry.update_step_build(
+                registry_pb2.UpdateStepBuildRequest(
+                    environment=environment,
+                    name=step.name,
+                    status=common_pb2.STEP_STATUS_PENDING,
+                    build_log=log.text(),
+                    archive_sha256=source.sha256,
+                    archive_size_bytes=source.size,
+                    commit_id=source.commit_id,
+                )
+            )
+        except SourceError as error:
+            log.write(f"build failed: {error}")
+            self._report(environment, step, log, ready=False)
+            self._announce_end(environment, step.name)
+            return
+        except Exception as error:  # a bug must still end the build
+            logger.exception("fetching the code of %s crashed", step.name)
+            log.write(f"build failed: internal error: {error}")
+            self._report(environment, step, log, ready=False)
+            self._announce_end(environment, step.name)
+            return
+        self._run(environment, step, source.path, log)
+
+    def _announce_end(self, environment: str, name: str) -> None:
         with self._lock:
-            finished = self._in_flight.pop((environment, step.name), None)
+            finished = self._in_flight.pop((environment, name), None)
         if finished is not None:
             finished.set()
 

@@ -19,12 +19,15 @@ from stepforge.services.core.errors import (
     InvalidArgument,
 )
 from stepforge.services.core.languages import SUPPORTED_LANGUAGES
+from stepforge.services.core.names import short_name
 from stepforge.services.core.object_store import ObjectStore
 from stepforge.services.core.registry_client import RegistryClient
 from stepforge.services.core.step_spec import check_step
 from stepforge.v1 import build_pb2, build_pb2_grpc, common_pb2, registry_pb2
 
 logger = logging.getLogger(__name__)
+
+_ORIGINS = (common_pb2.STEP_ORIGIN_LOCAL, common_pb2.STEP_ORIGIN_GIT_REPOSITORY)
 
 MAX_WAIT_S = 60.0
 
@@ -51,12 +54,11 @@ class BuildServicer(build_pb2_grpc.BuildServiceServicer):
         environment = current_principal().environment
         mask = list(header.container_config_mask.paths)
         violations = check_step(header.step, mask, "header.step")
-        if header.origin != common_pb2.STEP_ORIGIN_LOCAL:
+        if header.origin not in _ORIGINS:
             violations.append(
                 FieldViolation(
                     "header.origin",
-                    "must be STEP_ORIGIN_LOCAL: this build service receives code "
-                    "archives; Git repositories are not supported yet",
+                    "must be STEP_ORIGIN_LOCAL or STEP_ORIGIN_GIT_REPOSITORY",
                 )
             )
         if violations:
@@ -67,16 +69,26 @@ class BuildServicer(build_pb2_grpc.BuildServiceServicer):
             environment, header.step, mask, header.origin
         )
         log = BuildLog()
+        from_git = header.origin == common_pb2.STEP_ORIGIN_GIT_REPOSITORY
         try:
             if not step.container_config.HasField("language"):
                 raise InvalidArgument(
                     "header.step.container_config.language",
                     "is required: neither the step nor its project sets one",
                 )
-            received = receive_archive(request_iterator, self._uploads_dir)
+            if from_git:
+                known_hosts = self._git_step_accepted(step, request_iterator, context)
+            else:
+                received = receive_archive(request_iterator, self._uploads_dir)
         except BaseException:
             self._abandon(environment, step.name)
             raise
+        if from_git:
+            logger.info(
+                "step %s from Git accepted in environment %s", step.name, environment
+            )
+            self._runner.submit_git(environment, step, known_hosts, log)
+            return _public(step)
         try:
             key = archive_key(received.sha256)
             if not self._store.exists(key):
@@ -139,13 +151,36 @@ class BuildServicer(build_pb2_grpc.BuildServiceServicer):
         step = self._registry.get_step(token, request.name)
         if step.origin != common_pb2.STEP_ORIGIN_LOCAL:
             raise FailedPrecondition(
-                f"name: step {request.name!r} was built from a Git repository; "
+                f"name: step {short_name(request.name)!r} was built from a Git "
+                "repository; "
                 "only steps from a local folder have a stored folder to download"
             )
         if not step.archive_sha256:
-            raise FailedPrecondition(f"name: step {request.name!r} has no stored code")
+            raise FailedPrecondition(
+                f"name: step {short_name(request.name)!r} has no stored code"
+            )
         for chunk in self._store.iter_chunks(archive_key(step.archive_sha256)):
             yield build_pb2.DownloadStepArchiveResponse(chunk=chunk)
+
+    def _git_step_accepted(
+        self,
+        step: common_pb2.Step,
+        requests: Iterator[build_pb2.CreateStepRequest],
+        context: grpc.ServicerContext,
+    ) -> str:
+        """Checks a step from Git can be cloned; returns its project's known hosts."""
+        if not step.container_config.HasField("repository_url"):
+            raise InvalidArgument(
+                "header.step.container_config.repository_url",
+                "is required for a step from a Git repository: neither the step "
+                "nor its project sets one",
+            )
+        if next(requests, None) is not None:
+            raise InvalidArgument(
+                "archive_chunk", "a step from a Git repository takes no archive"
+            )
+        token = bearer_token(context.invocation_metadata()) or ""
+        return self._registry.project_settings(token).known_hosts
 
     def _abandon(self, environment: str, name: str) -> None:
         try:

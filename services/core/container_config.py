@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from stepforge.services.core.errors import FieldViolation
 from stepforge.services.core.languages import describe_unsupported, find_language
+from stepforge.services.core.repositories import check_branch, check_repository_url
 from stepforge.v1 import common_pb2
 
 STRING_FIELDS = (
@@ -68,6 +69,10 @@ def check_container_config(
             )
         elif name == "language" and find_language(value) is None:
             violations.append(FieldViolation(path, describe_unsupported(value)))
+        elif name == "repository_url" and check_repository_url(value):
+            violations.append(FieldViolation(path, check_repository_url(value) or ""))
+        elif name == "repository_branch" and check_branch(value):
+            violations.append(FieldViolation(path, check_branch(value) or ""))
         elif name in _PATH_FIELDS:
             violations.extend(_check_relative_path(value, path))
     if config.HasField("included_folders"):

@@ -25,12 +25,14 @@ from stepforge.services.core.errors import (
     NotFound,
     Unauthenticated,
 )
+from stepforge.services.core.known_hosts import check_known_hosts
 from stepforge.services.core.names import (
     EXECUTIONS,
     PIPELINES,
     STEPS,
     parse_resource_name,
     resource_rule,
+    short_name,
 )
 from stepforge.services.core.step_spec import check_step
 from stepforge.services.registry.store import RegistryStore, now_timestamp
@@ -43,6 +45,7 @@ MAX_PAGE_SIZE = 1000
 _PROJECT_MASK_PATHS = tuple(
     f"container_config.{name}" for name in FIELDS if name not in STEP_ONLY_FIELDS
 )
+_KNOWN_HOSTS_PATH = "known_hosts"
 _FINAL_STATUSES = (common_pb2.STEP_STATUS_READY, common_pb2.STEP_STATUS_FAILED)
 
 
@@ -56,7 +59,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         context: grpc.ServicerContext,
     ) -> registry_pb2.ProjectSettings:
         project = current_principal().project
-        return _settings(project, self._store.get_project_config(project))
+        return self._settings(project)
 
     def UpdateProjectSettings(
         self,
@@ -64,7 +67,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         context: grpc.ServicerContext,
     ) -> registry_pb2.ProjectSettings:
         paths = list(request.update_mask.paths)
-        violations = check_mask(paths, "update_mask", _PROJECT_MASK_PATHS)
+        violations = check_mask(
+            paths, "update_mask", (*_PROJECT_MASK_PATHS, _KNOWN_HOSTS_PATH)
+        )
         if not paths:
             violations.append(
                 FieldViolation("update_mask", "must name at least one field")
@@ -76,18 +81,33 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                 for_project=True,
             )
         )
+        known_hosts = None
+        if _KNOWN_HOSTS_PATH in paths:
+            known_hosts = request.settings.known_hosts
+            violations.extend(check_known_hosts(known_hosts, "settings.known_hosts"))
         if violations:
             raise InvalidArgument.many(violations)
         project = current_principal().project
-        fields = [path.removeprefix("container_config.") for path in paths]
+        fields = [
+            path.removeprefix("container_config.")
+            for path in paths
+            if path != _KNOWN_HOSTS_PATH
+        ]
         updated = apply_update(
             self._store.get_project_config(project),
             request.settings.container_config,
             fields,
         )
-        self._store.set_project_config(project, updated)
-        logger.info("project %s settings updated: %s", project, ", ".join(fields))
-        return _settings(project, updated)
+        self._store.set_project_settings(project, updated, known_hosts)
+        logger.info("project %s settings updated: %s", project, ", ".join(paths))
+        return self._settings(project)
+
+    def _settings(self, project: str) -> registry_pb2.ProjectSettings:
+        return registry_pb2.ProjectSettings(
+            project=project,
+            container_config=without_secrets(self._store.get_project_config(project)),
+            known_hosts=self._store.get_known_hosts(project),
+        )
 
     def GetStep(
         self, request: registry_pb2.GetStepRequest, context: grpc.ServicerContext
@@ -95,7 +115,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         name = _step_name(request.name)
         step = self._store.get_step(current_principal().environment, name)
         if step is None:
-            raise NotFound(f"name: step {_short(name)!r} does not exist")
+            raise NotFound(f"name: step {short_name(name)!r} does not exist")
         return public_step(step)
 
     def ListSteps(
@@ -142,7 +162,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         name = _resource(PIPELINES, request.name)
         pipeline = self._store.get_pipeline(current_principal().environment, name)
         if pipeline is None:
-            raise NotFound(f"name: pipeline {_short(name)!r} does not exist")
+            raise NotFound(f"name: pipeline {short_name(name)!r} does not exist")
         return pipeline
 
     def ListPipelines(
@@ -246,9 +266,11 @@ class RegistryInternalServicer(registry_pb2_grpc.RegistryInternalServiceServicer
         name = _step_name(request.name)
         step = self._store.get_step(request.environment, name)
         if step is None:
-            raise NotFound(f"name: step {_short(name)!r} does not exist")
+            raise NotFound(f"name: step {short_name(name)!r} does not exist")
         if step.status in _FINAL_STATUSES:
-            raise FailedPrecondition(f"name: the build of {_short(name)!r} has ended")
+            raise FailedPrecondition(
+                f"name: the build of {short_name(name)!r} has ended"
+            )
         if request.status == common_pb2.STEP_STATUS_UNSPECIFIED:
             raise InvalidArgument("status", "is required")
         step.status = request.status
@@ -284,12 +306,17 @@ class RegistryInternalServicer(registry_pb2_grpc.RegistryInternalServiceServicer
         request: registry_pb2.ListPendingStepsRequest,
         context: grpc.ServicerContext,
     ) -> registry_pb2.ListPendingStepsResponse:
-        return registry_pb2.ListPendingStepsResponse(
-            steps=[
-                registry_pb2.PendingStep(environment=environment, step=step)
-                for environment, step in self._store.pending_steps()
-            ]
-        )
+        pending = []
+        for environment, step in self._store.pending_steps():
+            project = self._store.project_of_environment(environment) or ""
+            pending.append(
+                registry_pb2.PendingStep(
+                    environment=environment,
+                    step=step,
+                    known_hosts=self._store.get_known_hosts(project),
+                )
+            )
+        return registry_pb2.ListPendingStepsResponse(steps=pending)
 
     def ListReferencedArchives(
         self,
@@ -354,14 +381,6 @@ def public_step(step: common_pb2.Step) -> common_pb2.Step:
     return public
 
 
-def _settings(
-    project: str, config: common_pb2.ContainerConfig
-) -> registry_pb2.ProjectSettings:
-    return registry_pb2.ProjectSettings(
-        project=project, container_config=without_secrets(config)
-    )
-
-
 def _step_name(name: str) -> str:
     return _resource(STEPS, name)
 
@@ -370,10 +389,6 @@ def _resource(collection: str, name: str, field: str = "name") -> str:
     if parse_resource_name(collection, name) is None:
         raise InvalidArgument(field, resource_rule(collection))
     return name
-
-
-def _short(name: str) -> str:
-    return name.partition("/")[2] or name
 
 
 def _page_size(requested: int) -> int:

@@ -5,10 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sqlite3
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,13 +13,18 @@ from google.protobuf import timestamp_pb2
 
 from stepforge.services.core.auth import Principal
 from stepforge.services.core.errors import AlreadyExists, FailedPrecondition, NotFound
-from stepforge.services.core.sqlite import open_database
+from stepforge.services.core.names import short_name
+from stepforge.services.core.sqlite import Database
 from stepforge.v1 import common_pb2, registry_pb2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
     name TEXT PRIMARY KEY,
     container_config BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS project_known_hosts (
+    project TEXT PRIMARY KEY REFERENCES projects(name),
+    known_hosts TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS environments (
     id TEXT PRIMARY KEY,
@@ -72,8 +74,7 @@ class RegistryStore:
     """Every method is one transaction; safe to call from many threads."""
 
     def __init__(self, path: Path) -> None:
-        self._db = open_database(path, _SCHEMA)
-        self._lock = threading.Lock()
+        self._db = Database(path, _SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -85,7 +86,7 @@ class RegistryStore:
     ) -> tuple[Environment, bool]:
         """Returns the environment, creating it (and its project) when absent;
         the flag says whether it was created."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO projects (name, container_config) VALUES (?, ?)",
                 (project, defaults.SerializeToString()),
@@ -107,7 +108,7 @@ class RegistryStore:
         """Makes a new token for the environment. Only its hash is kept, so
         this is the one time it can be read."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "INSERT INTO tokens (token_sha256, environment_id, create_time)"
                 " VALUES (?, ?, datetime('now'))",
@@ -116,8 +117,8 @@ class RegistryStore:
         return token
 
     def resolve_token(self, token: str) -> Principal | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.reading() as db:
+            row = db.execute(
                 "SELECT e.project, e.id FROM tokens t"
                 " JOIN environments e ON e.id = t.environment_id"
                 " WHERE t.token_sha256 = ?",
@@ -126,42 +127,60 @@ class RegistryStore:
         return Principal(project=row[0], environment=row[1]) if row else None
 
     def project_of_environment(self, environment_id: str) -> str | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.reading() as db:
+            row = db.execute(
                 "SELECT project FROM environments WHERE id = ?", (environment_id,)
             ).fetchone()
         return row[0] if row else None
 
     def get_project_config(self, project: str) -> common_pb2.ContainerConfig:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.reading() as db:
+            row = db.execute(
                 "SELECT container_config FROM projects WHERE name = ?", (project,)
             ).fetchone()
         if row is None:
             raise NotFound(f"project {project!r} does not exist")
         return common_pb2.ContainerConfig.FromString(row[0])
 
-    def set_project_config(
-        self, project: str, config: common_pb2.ContainerConfig
+    def get_known_hosts(self, project: str) -> str:
+        with self._db.reading() as db:
+            row = db.execute(
+                "SELECT known_hosts FROM project_known_hosts WHERE project = ?",
+                (project,),
+            ).fetchone()
+        return str(row[0]) if row else ""
+
+    def set_project_settings(
+        self,
+        project: str,
+        config: common_pb2.ContainerConfig,
+        known_hosts: str | None,
     ) -> None:
-        with self._transaction() as db:
+        """Writes the container defaults and, unless None, the known hosts."""
+        with self._db.transaction() as db:
             db.execute(
                 "UPDATE projects SET container_config = ? WHERE name = ?",
                 (config.SerializeToString(), project),
             )
+            if known_hosts is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO project_known_hosts (project, known_hosts)"
+                    " VALUES (?, ?)",
+                    (project, known_hosts),
+                )
 
     # Steps.
 
     def insert_pending_step(self, environment_id: str, step: common_pb2.Step) -> None:
         """Records a new pending step; a failed one of the same name is replaced."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 "SELECT status FROM steps WHERE environment_id = ? AND name = ?",
                 (environment_id, step.name),
             ).fetchone()
             if row is not None and row[0] != common_pb2.STEP_STATUS_FAILED:
                 raise AlreadyExists(
-                    f"name: step {_short(step.name)!r} already exists"
+                    f"name: step {short_name(step.name)!r} already exists"
                     " in this environment"
                 )
             db.execute(
@@ -178,8 +197,8 @@ class RegistryStore:
             )
 
     def get_step(self, environment_id: str, name: str) -> common_pb2.Step | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.reading() as db:
+            row = db.execute(
                 "SELECT step FROM steps WHERE environment_id = ? AND name = ?",
                 (environment_id, name),
             ).fetchone()
@@ -188,8 +207,8 @@ class RegistryStore:
     def list_steps(
         self, environment_id: str, after: str, limit: int
     ) -> list[common_pb2.Step]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.reading() as db:
+            rows = db.execute(
                 "SELECT step FROM steps WHERE environment_id = ? AND name > ?"
                 " ORDER BY name LIMIT ?",
                 (environment_id, after, limit),
@@ -197,7 +216,7 @@ class RegistryStore:
         return [common_pb2.Step.FromString(row[0]) for row in rows]
 
     def update_step(self, environment_id: str, step: common_pb2.Step) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             updated = db.execute(
                 "UPDATE steps SET status = ?, archive_sha256 = ?, step = ?"
                 " WHERE environment_id = ? AND name = ?",
@@ -210,12 +229,12 @@ class RegistryStore:
                 ),
             ).rowcount
         if not updated:
-            raise NotFound(f"name: step {_short(step.name)!r} does not exist")
+            raise NotFound(f"name: step {short_name(step.name)!r} does not exist")
 
     def delete_step(
         self, environment_id: str, name: str, *, only_pending: bool
     ) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             users = [
                 row[0]
                 for row in db.execute(
@@ -226,8 +245,8 @@ class RegistryStore:
             ]
             if users:
                 raise FailedPrecondition(
-                    f"name: step {_short(name)!r} is used by pipeline"
-                    f" {', '.join(repr(_short(user)) for user in users)};"
+                    f"name: step {short_name(name)!r} is used by pipeline"
+                    f" {', '.join(repr(short_name(user)) for user in users)};"
                     " delete the pipeline first"
                 )
             row = db.execute(
@@ -235,15 +254,16 @@ class RegistryStore:
                 (environment_id, name),
             ).fetchone()
             if row is None:
-                raise NotFound(f"name: step {_short(name)!r} does not exist")
+                raise NotFound(f"name: step {short_name(name)!r} does not exist")
             pending = row[0] == common_pb2.STEP_STATUS_PENDING
             if only_pending and not pending:
                 raise FailedPrecondition(
-                    f"name: step {_short(name)!r} was already built; delete it instead"
+                    f"name: step {short_name(name)!r} was already built;"
+                    " delete it instead"
                 )
             if not only_pending and pending:
                 raise FailedPrecondition(
-                    f"name: step {_short(name)!r} is being built; "
+                    f"name: step {short_name(name)!r} is being built; "
                     "delete it once it is Ready or Failed"
                 )
             db.execute(
@@ -257,18 +277,18 @@ class RegistryStore:
         self, environment_id: str, pipeline: registry_pb2.Pipeline
     ) -> None:
         """Records a pipeline wrapping an existing step that has not failed."""
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 "SELECT status FROM steps WHERE environment_id = ? AND name = ?",
                 (environment_id, pipeline.step),
             ).fetchone()
             if row is None:
                 raise NotFound(
-                    f"pipeline.step: step {_short(pipeline.step)!r} does not exist"
+                    f"pipeline.step: step {short_name(pipeline.step)!r} does not exist"
                 )
             if row[0] == common_pb2.STEP_STATUS_FAILED:
                 raise FailedPrecondition(
-                    f"pipeline.step: the build of step {_short(pipeline.step)!r}"
+                    f"pipeline.step: the build of step {short_name(pipeline.step)!r}"
                     " failed; create the step again first"
                 )
             try:
@@ -284,14 +304,15 @@ class RegistryStore:
                 )
             except sqlite3.IntegrityError:
                 raise AlreadyExists(
-                    f"pipeline.name: pipeline {_short(pipeline.name)!r} already exists"
+                    f"pipeline.name: pipeline {short_name(pipeline.name)!r}"
+                    " already exists"
                 ) from None
 
     def get_pipeline(
         self, environment_id: str, name: str
     ) -> registry_pb2.Pipeline | None:
-        with self._lock:
-            row = self._db.execute(
+        with self._db.reading() as db:
+            row = db.execute(
                 "SELECT pipeline FROM pipelines WHERE environment_id = ? AND name = ?",
                 (environment_id, name),
             ).fetchone()
@@ -300,8 +321,8 @@ class RegistryStore:
     def list_pipelines(
         self, environment_id: str, after: str, limit: int
     ) -> list[registry_pb2.Pipeline]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.reading() as db:
+            rows = db.execute(
                 "SELECT pipeline FROM pipelines WHERE environment_id = ? AND name > ?"
                 " ORDER BY name LIMIT ?",
                 (environment_id, after, limit),
@@ -309,7 +330,7 @@ class RegistryStore:
         return [registry_pb2.Pipeline.FromString(row[0]) for row in rows]
 
     def delete_pipeline(self, environment_id: str, name: str) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             running = [
                 row[0]
                 for row in db.execute(
@@ -320,27 +341,27 @@ class RegistryStore:
             ]
             if running:
                 raise FailedPrecondition(
-                    f"name: pipeline {_short(name)!r} has executions that have not"
-                    f" ended: {', '.join(_short(run) for run in running)}"
+                    f"name: pipeline {short_name(name)!r} has executions that have not"
+                    f" ended: {', '.join(short_name(run) for run in running)}"
                 )
             deleted = db.execute(
                 "DELETE FROM pipelines WHERE environment_id = ? AND name = ?",
                 (environment_id, name),
             ).rowcount
         if not deleted:
-            raise NotFound(f"name: pipeline {_short(name)!r} does not exist")
+            raise NotFound(f"name: pipeline {short_name(name)!r} does not exist")
 
     def acquire_run(
         self, environment_id: str, pipeline: str, execution: str
     ) -> registry_pb2.Pipeline:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             row = db.execute(
                 "SELECT pipeline FROM pipelines WHERE environment_id = ? AND name = ?",
                 (environment_id, pipeline),
             ).fetchone()
             if row is None:
                 raise NotFound(
-                    f"pipeline: pipeline {_short(pipeline)!r} does not exist"
+                    f"pipeline: pipeline {short_name(pipeline)!r} does not exist"
                 )
             db.execute(
                 "INSERT OR REPLACE INTO pipeline_runs"
@@ -350,7 +371,7 @@ class RegistryStore:
         return registry_pb2.Pipeline.FromString(row[0])
 
     def release_run(self, environment_id: str, execution: str) -> None:
-        with self._transaction() as db:
+        with self._db.transaction() as db:
             db.execute(
                 "DELETE FROM pipeline_runs WHERE environment_id = ? AND execution = ?",
                 (environment_id, execution),
@@ -358,38 +379,27 @@ class RegistryStore:
 
     def pipeline_runs(self) -> list[tuple[str, str, str]]:
         """(environment, pipeline, execution) of every run recorded as going on."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.reading() as db:
+            rows = db.execute(
                 "SELECT environment_id, pipeline, execution FROM pipeline_runs"
                 " ORDER BY environment_id, execution"
             ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]
 
     def pending_steps(self) -> list[tuple[str, common_pb2.Step]]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.reading() as db:
+            rows = db.execute(
                 "SELECT environment_id, step FROM steps WHERE status = ?",
                 (common_pb2.STEP_STATUS_PENDING,),
             ).fetchall()
         return [(row[0], common_pb2.Step.FromString(row[1])) for row in rows]
 
     def referenced_archives(self) -> set[str]:
-        with self._lock:
-            rows = self._db.execute(
+        with self._db.reading() as db:
+            rows = db.execute(
                 "SELECT DISTINCT archive_sha256 FROM steps WHERE archive_sha256 != ''"
             ).fetchall()
         return {row[0] for row in rows}
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
 
 def now_timestamp() -> timestamp_pb2.Timestamp:
@@ -400,7 +410,3 @@ def now_timestamp() -> timestamp_pb2.Timestamp:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def _short(name: str) -> str:
-    return name.partition("/")[2] or name

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -14,6 +13,7 @@ import grpc
 
 from stepforge import _container_config, _packing
 from stepforge._channel import open_channel
+from stepforge._files import write_atomically
 from stepforge._io_proto import input_to_proto, output_to_proto
 from stepforge._pipelines import PipelineCalls
 from stepforge._rules import MIN_CREATE_TIMEOUT_S, STEP_NAME_RULE, is_valid_step_name
@@ -140,21 +140,25 @@ class StepforgeSdk(PipelineCalls):
                     "container_config",
                     "give local_folder or repository_url, not both",
                 )
-        folder = Path(config.local_folder or os.getcwd())
-        files = _packing.select_files(
-            folder, packing.included_folders, packing.extra_files()
-        )
-        _packing.require_packed(files, step.function_path, "function_path")
-        _packing.check_code_size(files)
         step.container_config.CopyFrom(config.config)
-
-        header = build_pb2.CreateStepHeader(
-            step=step, origin=common_pb2.STEP_ORIGIN_LOCAL
-        )
+        header = build_pb2.CreateStepHeader(step=step)
         header.container_config_mask.paths.extend(config.mask_paths)
+        if config.local_folder is None and packing.repository_url is not None:
+            # The build service clones the repository itself.
+            header.origin = common_pb2.STEP_ORIGIN_GIT_REPOSITORY
+            chunks: Iterator[bytes] = iter(())
+        else:
+            header.origin = common_pb2.STEP_ORIGIN_LOCAL
+            folder = Path(config.local_folder or os.getcwd())
+            files = _packing.select_files(
+                folder, packing.included_folders, packing.extra_files()
+            )
+            _packing.require_packed(files, step.function_path, "function_path")
+            _packing.check_code_size(files)
+            chunks = _packing.iter_archive_chunks(files)
         self._call(
             self._build.CreateStep,
-            _upload_requests(header, _packing.iter_archive_chunks(files)),
+            _upload_requests(header, chunks),
             timeout=max(deadline - time.monotonic(), 1.0),
         )
         created = self._wait_for_build(step.name, deadline, timeout_s)
@@ -204,19 +208,10 @@ class StepforgeSdk(PipelineCalls):
             build_pb2.DownloadStepArchiveRequest(name=f"steps/{step_name}"),
             timeout=None,
         )
-        # Written beside the target and renamed, so a failed download leaves
-        # no truncated archive.
-        handle = tempfile.NamedTemporaryFile(
-            dir=target_dir, suffix=".part", delete=False
+        write_atomically(
+            (response.chunk for response in _translated(chunks)),
+            target_dir / f"{step_name}.tgz",
         )
-        try:
-            with handle:
-                for response in _translated(chunks):
-                    handle.write(response.chunk)
-            os.replace(handle.name, target_dir / f"{step_name}.tgz")
-        except BaseException:
-            os.unlink(handle.name)
-            raise
 
     # Project settings.
 
@@ -228,16 +223,31 @@ class StepforgeSdk(PipelineCalls):
         return _settings_to_dict(settings)
 
     def update_project_settings(
-        self, container_config: Mapping[str, Any]
+        self,
+        container_config: Mapping[str, Any] | None = None,
+        known_hosts: str | None = None,
     ) -> dict[str, Any]:
-        """Sets the given container defaults; STEP_PARAMETER.NULL clears one."""
+        """Sets the given container defaults (STEP_PARAMETER.NULL clears one)
+        and, when given, the SSH host keys of the project's Git servers, in
+        known_hosts format ("" forgets them)."""
+        if container_config is None and known_hosts is None:
+            raise InvalidArgumentError.for_field(
+                "container_config", "give container_config, known_hosts, or both"
+            )
         config, paths = _container_config.parse_project_container_config(
-            container_config
+            container_config or {}
         )
         request = registry_pb2.UpdateProjectSettingsRequest(
             settings=registry_pb2.ProjectSettings(container_config=config)
         )
         request.update_mask.paths.extend(paths)
+        if known_hosts is not None:
+            if not isinstance(known_hosts, str):
+                raise InvalidArgumentError.for_field(
+                    "known_hosts", "must be the text of a known_hosts file"
+                )
+            request.settings.known_hosts = known_hosts
+            request.update_mask.paths.append("known_hosts")
         return _settings_to_dict(
             self._call(self._registry.UpdateProjectSettings, request)
         )
@@ -327,6 +337,7 @@ def _settings_to_dict(settings: registry_pb2.ProjectSettings) -> dict[str, Any]:
         "container_config": _container_config.container_config_to_dict(
             settings.container_config
         ),
+        "known_hosts": settings.known_hosts,
     }
 
 

@@ -114,7 +114,10 @@ class CreateStepHeader(_message.Message):
     CONTAINER_CONFIG_MASK_FIELD_NUMBER: _builtins.int
     ORIGIN_FIELD_NUMBER: _builtins.int
     origin: _common_pb2.StepOrigin.ValueType
-    """Required. STEP_ORIGIN_LOCAL: archive chunks follow this message."""
+    """Required. STEP_ORIGIN_LOCAL: archive chunks follow this message.
+    STEP_ORIGIN_GIT_REPOSITORY: no chunks follow; the build service clones
+    the resolved `repository_url` at `repository_branch`.
+    """
     @_builtins.property
     def step(self) -> _common_pb2.Step:
         """Required. The step; `name` is `steps/{step}`. Output-only fields are

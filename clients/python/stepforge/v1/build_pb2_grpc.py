@@ -66,10 +66,12 @@ class BuildServiceServicer:
     """
 
     def CreateStep(self, request_iterator, context):
-        """Creates a step from a streamed tar.gz archive of its code. The first
-        message holds the step; every later one a chunk of at most 1 MiB. The
-        name is checked before any chunk is read. Returns the pending step once
-        the archive is stored; the build goes on and ends in READY or FAILED.
+        """Creates a step from a streamed tar.gz archive of its code, or from a Git
+        repository. The first message holds the step; for an archive, every later
+        one a chunk of at most 1 MiB. The name is checked before any chunk is
+        read. Returns the pending step once the archive is stored, or at once for
+        a repository, which the build service clones; the build goes on and ends
+        in READY or FAILED.
         Returns ALREADY_EXISTS for a taken name, INVALID_ARGUMENT for a bad
         field and RESOURCE_EXHAUSTED for an archive over 5,000,000 bytes.
         """

@@ -38,10 +38,12 @@ class BuildServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> BuildServiceAsyncStub: ...
     CreateStep: _grpc.StreamUnaryMultiCallable[_build_pb2.CreateStepRequest, _common_pb2.Step]
-    """Creates a step from a streamed tar.gz archive of its code. The first
-    message holds the step; every later one a chunk of at most 1 MiB. The
-    name is checked before any chunk is read. Returns the pending step once
-    the archive is stored; the build goes on and ends in READY or FAILED.
+    """Creates a step from a streamed tar.gz archive of its code, or from a Git
+    repository. The first message holds the step; for an archive, every later
+    one a chunk of at most 1 MiB. The name is checked before any chunk is
+    read. Returns the pending step once the archive is stored, or at once for
+    a repository, which the build service clones; the build goes on and ends
+    in READY or FAILED.
     Returns ALREADY_EXISTS for a taken name, INVALID_ARGUMENT for a bad
     field and RESOURCE_EXHAUSTED for an archive over 5,000,000 bytes.
     """
@@ -65,10 +67,12 @@ class BuildServiceAsyncStub(BuildServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateStep: _aio.StreamUnaryMultiCallable[_build_pb2.CreateStepRequest, _common_pb2.Step]  # type: ignore[assignment]
-    """Creates a step from a streamed tar.gz archive of its code. The first
-    message holds the step; every later one a chunk of at most 1 MiB. The
-    name is checked before any chunk is read. Returns the pending step once
-    the archive is stored; the build goes on and ends in READY or FAILED.
+    """Creates a step from a streamed tar.gz archive of its code, or from a Git
+    repository. The first message holds the step; for an archive, every later
+    one a chunk of at most 1 MiB. The name is checked before any chunk is
+    read. Returns the pending step once the archive is stored, or at once for
+    a repository, which the build service clones; the build goes on and ends
+    in READY or FAILED.
     Returns ALREADY_EXISTS for a taken name, INVALID_ARGUMENT for a bad
     field and RESOURCE_EXHAUSTED for an archive over 5,000,000 bytes.
     """
@@ -95,10 +99,12 @@ class BuildServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_build_pb2.CreateStepRequest],
         context: _ServicerContext,
     ) -> _typing.Union[_common_pb2.Step, _abc.Awaitable[_common_pb2.Step]]:
-        """Creates a step from a streamed tar.gz archive of its code. The first
-        message holds the step; every later one a chunk of at most 1 MiB. The
-        name is checked before any chunk is read. Returns the pending step once
-        the archive is stored; the build goes on and ends in READY or FAILED.
+        """Creates a step from a streamed tar.gz archive of its code, or from a Git
+        repository. The first message holds the step; for an archive, every later
+        one a chunk of at most 1 MiB. The name is checked before any chunk is
+        read. Returns the pending step once the archive is stored, or at once for
+        a repository, which the build service clones; the build goes on and ends
+        in READY or FAILED.
         Returns ALREADY_EXISTS for a taken name, INVALID_ARGUMENT for a bad
         field and RESOURCE_EXHAUSTED for an archive over 5,000,000 bytes.
         """

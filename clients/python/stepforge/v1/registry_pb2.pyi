@@ -30,8 +30,13 @@ class ProjectSettings(_message.Message):
 
     PROJECT_FIELD_NUMBER: _builtins.int
     CONTAINER_CONFIG_FIELD_NUMBER: _builtins.int
+    KNOWN_HOSTS_FIELD_NUMBER: _builtins.int
     project: _builtins.str
     """Output only. The name of the project."""
+    known_hosts: _builtins.str
+    """The SSH host keys of the project's Git servers, in the format of an
+    OpenSSH known_hosts file. A clone over SSH trusts these keys only.
+    """
     @_builtins.property
     def container_config(self) -> _common_pb2.ContainerConfig:
         """The container defaults. `dockerfile_path` is a step setting and is
@@ -43,10 +48,11 @@ class ProjectSettings(_message.Message):
         *,
         project: _builtins.str = ...,
         container_config: _common_pb2.ContainerConfig | None = ...,
+        known_hosts: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["container_config", b"container_config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_config", b"container_config", "project", b"project"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["container_config", b"container_config", "known_hosts", b"known_hosts", "project", b"project"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -83,7 +89,9 @@ class UpdateProjectSettingsRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Required. The fields to change, such as `container_config.language`."""
+        """Required. The fields to change, such as `container_config.language` or
+        `known_hosts`.
+        """
 
     def __init__(
         self,
@@ -694,21 +702,25 @@ class PendingStep(_message.Message):
 
     ENVIRONMENT_FIELD_NUMBER: _builtins.int
     STEP_FIELD_NUMBER: _builtins.int
+    KNOWN_HOSTS_FIELD_NUMBER: _builtins.int
     environment: _builtins.str
     """The environment the step belongs to."""
+    known_hosts: _builtins.str
+    """The known hosts of the step's project, for a clone to resume."""
     @_builtins.property
     def step(self) -> _common_pb2.Step:
-        """The step."""
+        """The step, with its deploy key if it has one."""
 
     def __init__(
         self,
         *,
         environment: _builtins.str = ...,
         step: _common_pb2.Step | None = ...,
+        known_hosts: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["step", b"step"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment", b"environment", "step", b"step"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment", b"environment", "known_hosts", b"known_hosts", "step", b"step"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
