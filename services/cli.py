@@ -12,8 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from stepforge.services.admin import add_admin_commands, run_admin
 from stepforge.services.config import DEFAULT_DATA_DIR, DEFAULT_PORT, ServerConfig
-from stepforge.services.suite import SERVICES, RunningSuite, read_env_file, start
+from stepforge.services.suite import (
+    ADMIN_TOKEN,
+    ENVIRONMENT_URL,
+    SDK_TOKEN,
+    SERVICES,
+    RunningSuite,
+    read_env_file,
+    start,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "admin":
+        return run_admin(args)
     if args.command == "demo":
         from stepforge.services.demo import run_demo
 
@@ -77,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
         "--build-url",
         help="host:port of the build service, for the execution service apart from it",
     )
+
+    add_admin_commands(commands)
 
     demo = commands.add_parser(
         "demo", help="start the suite and create the example step of the docs"
@@ -136,8 +149,11 @@ def _announce(suite: RunningSuite) -> None:
         print(f"stepforge serving on {suite.url}", flush=True)
         return
     print(f"stepforge serving on {suite.url}; environment in {suite.env_file}:")
-    for key, value in read_env_file(suite.env_file).items():
-        print(f"{key}={value}")
+    values = read_env_file(suite.env_file)
+    for key in (ENVIRONMENT_URL, SDK_TOKEN):
+        print(f"{key}={values[key]}")
+    # Kept out of logs: it changes what every environment of the project does.
+    print(f"the project admin token is {ADMIN_TOKEN} in {suite.env_file}")
     sys.stdout.flush()
 
 

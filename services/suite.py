@@ -25,6 +25,9 @@ from stepforge.v1 import build_pb2, registry_pb2
 logger = logging.getLogger(__name__)
 
 SERVICES = ("registry", "build", "execution")
+ENVIRONMENT_URL = "STEPFORGE_ENVIRONMENT_URL"
+SDK_TOKEN = "STEPFORGE_SDK_TOKEN"
+ADMIN_TOKEN = "STEPFORGE_ADMIN_TOKEN"
 # Only the services may call these, with the service credential.
 INTERNAL_SERVICES = frozenset(
     {
@@ -133,12 +136,16 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
     return suite
 
 
-def write_env_file(path: Path, url: str, token: str) -> None:
-    """Writes the two variables the SDK reads, readable by the owner only."""
+def write_env_file(path: Path, url: str, token: str, admin_token: str) -> None:
+    """Writes the variables the SDK reads, readable by the owner only. The
+    admin token goes in as STEPFORGE_ADMIN_TOKEN, for changing project
+    settings on a machine where one person is every role."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
-        file.write(f"STEPFORGE_ENVIRONMENT_URL={url}\nSTEPFORGE_SDK_TOKEN={token}\n")
+        file.write(
+            f"{ENVIRONMENT_URL}={url}\n{SDK_TOKEN}={token}\n{ADMIN_TOKEN}={admin_token}\n"
+        )
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -153,16 +160,20 @@ def read_env_file(path: Path) -> dict[str, str]:
 def _write_environment(
     parts: RegistryParts, data_dir: Path, host: str, port: int
 ) -> Path:
-    """Writes `<data_dir>/env` with this server's address and the default
-    environment's token, made on first start (or again if the file is lost)."""
+    """Writes `<data_dir>/env`: this server's address and the default
+    environment's tokens, made on first start (or again if the file is lost)."""
     env_file = data_dir / "env"
-    environment, token = parts.default_environment()
-    if token is None:
-        if env_file.exists():
-            token = read_env_file(env_file)["STEPFORGE_SDK_TOKEN"]
-        else:
-            token = parts.new_token(environment)
-    write_env_file(env_file, f"{_advertised_host(host)}:{port}", token)
+    previous = read_env_file(env_file) if env_file.exists() else {}
+    have_tokens = {SDK_TOKEN, ADMIN_TOKEN} <= previous.keys()
+    made = parts.bootstrap(have_tokens)
+    if made is not None:
+        previous[SDK_TOKEN], previous[ADMIN_TOKEN] = made
+    write_env_file(
+        env_file,
+        f"{_advertised_host(host)}:{port}",
+        previous[SDK_TOKEN],
+        previous[ADMIN_TOKEN],
+    )
     return env_file
 
 

@@ -12,7 +12,7 @@ from stepforge.services.build.build_log import BuildLog
 from stepforge.services.build.build_runner import BuildRunner
 from stepforge.services.build.interpreters import find_python
 from stepforge.services.build.upload import archive_key, receive_archive
-from stepforge.services.core.auth import bearer_token, current_principal
+from stepforge.services.core.auth import bearer_token, current_environment
 from stepforge.services.core.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -51,7 +51,7 @@ class BuildServicer(build_pb2_grpc.BuildServiceServicer):
         context: grpc.ServicerContext,
     ) -> common_pb2.Step:
         header = _read_header(request_iterator)
-        environment = current_principal().environment
+        environment = current_environment()
         mask = list(header.container_config_mask.paths)
         violations = check_step(header.step, mask, "header.step")
         if header.origin not in _ORIGINS:
@@ -122,7 +122,7 @@ class BuildServicer(build_pb2_grpc.BuildServiceServicer):
         timeout_s = request.timeout.ToTimedelta().total_seconds()
         if timeout_s < 0:
             raise InvalidArgument("timeout", "must not be negative")
-        environment = current_principal().environment
+        environment = current_environment()
         self._runner.wait(environment, request.name, min(timeout_s, MAX_WAIT_S))
         return self._registry.get_step(token, request.name)
 

@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
 from stepforge.services.core.errors import PermissionDenied, Unauthenticated
 from stepforge.services.core.handlers import Handler, ServerInterceptor, wrap_handler
+from stepforge.v1 import common_pb2
 
 OPEN_SERVICES = frozenset(
     {
@@ -34,10 +35,15 @@ SERVICE_PRINCIPAL_PROJECT = "_service"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a call speaks for: a user of one environment, or another service."""
+    """Who a call speaks for: a user of one environment, a project's admin, or
+    another service."""
 
     project: str
     environment: str
+    admin: bool = False
+    limits: common_pb2.ExecutionLimits = field(
+        default_factory=common_pb2.ExecutionLimits, compare=False
+    )
 
     @property
     def is_service(self) -> bool:
@@ -54,6 +60,28 @@ TokenResolver = Callable[[str], Principal]
 def current_principal() -> Principal:
     """The caller of the RPC being served; only valid inside a handler."""
     return _current.get()
+
+
+def current_environment() -> str:
+    """The environment the caller works in; an admin token has none, since it
+    manages its project's settings and nothing else."""
+    principal = _current.get()
+    if principal.admin or not principal.environment:
+        raise PermissionDenied(
+            "authorization: a project admin token manages project settings; "
+            "use an environment token for steps, pipelines and executions"
+        )
+    return principal.environment
+
+
+def require_admin() -> Principal:
+    """The caller, when it holds its project's admin token."""
+    principal = _current.get()
+    if not principal.admin:
+        raise PermissionDenied(
+            "authorization: only a project admin token can change project settings"
+        )
+    return principal
 
 
 def bearer_token(metadata: Iterable[tuple[str, Any]]) -> str | None:

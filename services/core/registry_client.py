@@ -34,7 +34,12 @@ class RegistryClient:
             self._internal.AuthenticateToken,
             registry_pb2.AuthenticateTokenRequest(token=token),
         )
-        return Principal(project=answer.project, environment=answer.environment)
+        return Principal(
+            project=answer.project,
+            environment=answer.environment,
+            admin=answer.admin,
+            limits=answer.limits,
+        )
 
     def project_settings(self, user_token: str) -> registry_pb2.ProjectSettings:
         return self._call(

@@ -11,7 +11,7 @@ from datetime import timedelta
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
-from stepforge.services.core.auth import bearer_token, current_principal
+from stepforge.services.core.auth import bearer_token, current_environment
 from stepforge.services.core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -98,7 +98,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             )
 
         token = bearer_token(context.invocation_metadata()) or ""
-        environment = current_principal().environment
+        environment = current_environment()
         pipeline = self._registry.get_pipeline(token, header.pipeline)
         step = self._registry.get_step(token, pipeline.step)
         if step.status != common_pb2.STEP_STATUS_READY:
@@ -178,7 +178,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             raise InvalidArgument("page_size", "must not be negative")
         size = min(request.page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         rows = self._store.page(
-            current_principal().environment,
+            current_environment(),
             request.pipeline,
             _decode_page_token(request.page_token),
             size + 1,
@@ -281,7 +281,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         if parse_resource_name(EXECUTIONS, name) is None:
             raise InvalidArgument("name", resource_rule(EXECUTIONS))
         stored = self._store.get(name)
-        if stored is None or stored.environment != current_principal().environment:
+        if stored is None or stored.environment != current_environment():
             raise NotFound(f"name: execution {short_name(name)!r} does not exist")
         return stored
 

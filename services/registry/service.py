@@ -8,7 +8,12 @@ import logging
 import grpc
 from google.protobuf import empty_pb2
 
-from stepforge.services.core.auth import Principal, current_principal
+from stepforge.services.core.auth import (
+    Principal,
+    current_environment,
+    current_principal,
+    require_admin,
+)
 from stepforge.services.core.container_config import (
     FIELDS,
     STEP_ONLY_FIELDS,
@@ -36,6 +41,7 @@ from stepforge.services.core.names import (
 )
 from stepforge.services.core.step_spec import check_step
 from stepforge.services.registry.store import RegistryStore, now_timestamp
+from stepforge.services.registry.tenancy import Tenancy
 from stepforge.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -50,8 +56,9 @@ _FINAL_STATUSES = (common_pb2.STEP_STATUS_READY, common_pb2.STEP_STATUS_FAILED)
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, store: RegistryStore) -> None:
+    def __init__(self, store: RegistryStore, tenancy: Tenancy) -> None:
         self._store = store
+        self._tenancy = tenancy
 
     def GetProjectSettings(
         self,
@@ -66,6 +73,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         request: registry_pb2.UpdateProjectSettingsRequest,
         context: grpc.ServicerContext,
     ) -> registry_pb2.ProjectSettings:
+        project = require_admin().project
         paths = list(request.update_mask.paths)
         violations = check_mask(
             paths, "update_mask", (*_PROJECT_MASK_PATHS, _KNOWN_HOSTS_PATH)
@@ -87,33 +95,32 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             violations.extend(check_known_hosts(known_hosts, "settings.known_hosts"))
         if violations:
             raise InvalidArgument.many(violations)
-        project = current_principal().project
         fields = [
             path.removeprefix("container_config.")
             for path in paths
             if path != _KNOWN_HOSTS_PATH
         ]
         updated = apply_update(
-            self._store.get_project_config(project),
+            self._tenancy.get_project_config(project),
             request.settings.container_config,
             fields,
         )
-        self._store.set_project_settings(project, updated, known_hosts)
+        self._tenancy.set_project_settings(project, updated, known_hosts)
         logger.info("project %s settings updated: %s", project, ", ".join(paths))
         return self._settings(project)
 
     def _settings(self, project: str) -> registry_pb2.ProjectSettings:
         return registry_pb2.ProjectSettings(
             project=project,
-            container_config=without_secrets(self._store.get_project_config(project)),
-            known_hosts=self._store.get_known_hosts(project),
+            container_config=without_secrets(self._tenancy.get_project_config(project)),
+            known_hosts=self._tenancy.get_known_hosts(project),
         )
 
     def GetStep(
         self, request: registry_pb2.GetStepRequest, context: grpc.ServicerContext
     ) -> common_pb2.Step:
         name = _step_name(request.name)
-        step = self._store.get_step(current_principal().environment, name)
+        step = self._store.get_step(current_environment(), name)
         if step is None:
             raise NotFound(f"name: step {short_name(name)!r} does not exist")
         return public_step(step)
@@ -123,7 +130,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> registry_pb2.ListStepsResponse:
         size = _page_size(request.page_size)
         after = _decode_page_token(request.page_token, STEPS)
-        steps = self._store.list_steps(current_principal().environment, after, size + 1)
+        steps = self._store.list_steps(current_environment(), after, size + 1)
         response = registry_pb2.ListStepsResponse(
             steps=[public_step(step) for step in steps[:size]]
         )
@@ -141,18 +148,18 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             violations.append(FieldViolation("pipeline.step", resource_rule(STEPS)))
         if violations:
             raise InvalidArgument.many(violations)
-        principal = current_principal()
+        environment = current_environment()
         pipeline = registry_pb2.Pipeline(
             name=request.pipeline.name,
             step=request.pipeline.step,
             create_time=now_timestamp(),
         )
-        self._store.insert_pipeline(principal.environment, pipeline)
+        self._store.insert_pipeline(environment, pipeline)
         logger.info(
             "pipeline %s of %s created in environment %s",
             pipeline.name,
             pipeline.step,
-            principal.environment,
+            environment,
         )
         return pipeline
 
@@ -160,7 +167,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.GetPipelineRequest, context: grpc.ServicerContext
     ) -> registry_pb2.Pipeline:
         name = _resource(PIPELINES, request.name)
-        pipeline = self._store.get_pipeline(current_principal().environment, name)
+        pipeline = self._store.get_pipeline(current_environment(), name)
         if pipeline is None:
             raise NotFound(f"name: pipeline {short_name(name)!r} does not exist")
         return pipeline
@@ -170,9 +177,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> registry_pb2.ListPipelinesResponse:
         size = _page_size(request.page_size)
         after = _decode_page_token(request.page_token, PIPELINES)
-        pipelines = self._store.list_pipelines(
-            current_principal().environment, after, size + 1
-        )
+        pipelines = self._store.list_pipelines(current_environment(), after, size + 1)
         response = registry_pb2.ListPipelinesResponse(pipelines=pipelines[:size])
         if len(pipelines) > size:
             response.next_page_token = _encode_page_token(pipelines[size - 1].name)
@@ -182,35 +187,37 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.DeletePipelineRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
         name = _resource(PIPELINES, request.name)
-        principal = current_principal()
-        self._store.delete_pipeline(principal.environment, name)
-        logger.info(
-            "pipeline %s deleted from environment %s", name, principal.environment
-        )
+        environment = current_environment()
+        self._store.delete_pipeline(environment, name)
+        logger.info("pipeline %s deleted from environment %s", name, environment)
         return empty_pb2.Empty()
 
     def DeleteStep(
         self, request: registry_pb2.DeleteStepRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
         name = _step_name(request.name)
-        principal = current_principal()
-        self._store.delete_step(principal.environment, name, only_pending=False)
-        logger.info("step %s deleted from environment %s", name, principal.environment)
+        environment = current_environment()
+        self._store.delete_step(environment, name, only_pending=False)
+        logger.info("step %s deleted from environment %s", name, environment)
         return empty_pb2.Empty()
 
 
 class RegistryInternalServicer(registry_pb2_grpc.RegistryInternalServiceServicer):
-    def __init__(self, store: RegistryStore) -> None:
+    def __init__(self, store: RegistryStore, tenancy: Tenancy) -> None:
         self._store = store
+        self._tenancy = tenancy
 
     def AuthenticateToken(
         self,
         request: registry_pb2.AuthenticateTokenRequest,
         context: grpc.ServicerContext,
     ) -> registry_pb2.Principal:
-        principal = resolve_user_token(self._store, request.token)
+        principal = resolve_user_token(self._tenancy, request.token)
         return registry_pb2.Principal(
-            project=principal.project, environment=principal.environment
+            project=principal.project,
+            environment=principal.environment,
+            admin=principal.admin,
+            limits=principal.limits,
         )
 
     def RegisterStep(
@@ -227,7 +234,7 @@ class RegistryInternalServicer(registry_pb2_grpc.RegistryInternalServiceServicer
         step.CopyFrom(request.step)
         step.container_config.CopyFrom(
             resolve_step_config(
-                self._store.get_project_config(project),
+                self._tenancy.get_project_config(project),
                 request.step.container_config,
                 mask,
             )
@@ -308,12 +315,12 @@ class RegistryInternalServicer(registry_pb2_grpc.RegistryInternalServiceServicer
     ) -> registry_pb2.ListPendingStepsResponse:
         pending = []
         for environment, step in self._store.pending_steps():
-            project = self._store.project_of_environment(environment) or ""
+            project = self._tenancy.project_of_environment(environment) or ""
             pending.append(
                 registry_pb2.PendingStep(
                     environment=environment,
                     step=step,
-                    known_hosts=self._store.get_known_hosts(project),
+                    known_hosts=self._tenancy.get_known_hosts(project),
                 )
             )
         return registry_pb2.ListPendingStepsResponse(steps=pending)
@@ -360,14 +367,14 @@ class RegistryInternalServicer(registry_pb2_grpc.RegistryInternalServiceServicer
         )
 
     def _project_of(self, environment: str) -> str:
-        project = self._store.project_of_environment(environment)
+        project = self._tenancy.project_of_environment(environment)
         if project is None:
             raise NotFound(f"environment: {environment!r} does not exist")
         return project
 
 
-def resolve_user_token(store: RegistryStore, token: str) -> Principal:
-    principal = store.resolve_token(token)
+def resolve_user_token(tenancy: Tenancy, token: str) -> Principal:
+    principal = tenancy.resolve_token(token)
     if principal is None:
         raise Unauthenticated("authorization: the token is not valid")
     return principal

@@ -1,42 +1,18 @@
-"""The registry's SQLite store: projects, environments, tokens and steps."""
+"""The registry's SQLite store of steps and pipelines."""
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import sqlite3
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
 
 from google.protobuf import timestamp_pb2
 
-from stepforge.services.core.auth import Principal
 from stepforge.services.core.errors import AlreadyExists, FailedPrecondition, NotFound
 from stepforge.services.core.names import short_name
 from stepforge.services.core.sqlite import Database
 from stepforge.v1 import common_pb2, registry_pb2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS projects (
-    name TEXT PRIMARY KEY,
-    container_config BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS project_known_hosts (
-    project TEXT PRIMARY KEY REFERENCES projects(name),
-    known_hosts TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS environments (
-    id TEXT PRIMARY KEY,
-    project TEXT NOT NULL REFERENCES projects(name),
-    name TEXT NOT NULL,
-    UNIQUE (project, name)
-);
-CREATE TABLE IF NOT EXISTS tokens (
-    token_sha256 TEXT PRIMARY KEY,
-    environment_id TEXT NOT NULL REFERENCES environments(id),
-    create_time TEXT NOT NULL
-);
+STEPS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS pipelines (
     environment_id TEXT NOT NULL REFERENCES environments(id),
     name TEXT NOT NULL,
@@ -60,114 +36,13 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 """
 
-TOKEN_PREFIX = "sf_"
-
-
-@dataclass(frozen=True)
-class Environment:
-    id: str
-    project: str
-    name: str
-
 
 class RegistryStore:
-    """Every method is one transaction; safe to call from many threads."""
+    """Steps and pipelines. Every method is one transaction; safe to call from
+    many threads."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = Database(path, _SCHEMA)
-
-    def close(self) -> None:
-        self._db.close()
-
-    # Projects, environments and tokens.
-
-    def ensure_environment(
-        self, project: str, environment: str, defaults: common_pb2.ContainerConfig
-    ) -> tuple[Environment, bool]:
-        """Returns the environment, creating it (and its project) when absent;
-        the flag says whether it was created."""
-        with self._db.transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO projects (name, container_config) VALUES (?, ?)",
-                (project, defaults.SerializeToString()),
-            )
-            row = db.execute(
-                "SELECT id FROM environments WHERE project = ? AND name = ?",
-                (project, environment),
-            ).fetchone()
-            if row is not None:
-                return Environment(row[0], project, environment), False
-            environment_id = uuid.uuid4().hex
-            db.execute(
-                "INSERT INTO environments (id, project, name) VALUES (?, ?, ?)",
-                (environment_id, project, environment),
-            )
-            return Environment(environment_id, project, environment), True
-
-    def create_token(self, environment_id: str) -> str:
-        """Makes a new token for the environment. Only its hash is kept, so
-        this is the one time it can be read."""
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        with self._db.transaction() as db:
-            db.execute(
-                "INSERT INTO tokens (token_sha256, environment_id, create_time)"
-                " VALUES (?, ?, datetime('now'))",
-                (_digest(token), environment_id),
-            )
-        return token
-
-    def resolve_token(self, token: str) -> Principal | None:
-        with self._db.reading() as db:
-            row = db.execute(
-                "SELECT e.project, e.id FROM tokens t"
-                " JOIN environments e ON e.id = t.environment_id"
-                " WHERE t.token_sha256 = ?",
-                (_digest(token),),
-            ).fetchone()
-        return Principal(project=row[0], environment=row[1]) if row else None
-
-    def project_of_environment(self, environment_id: str) -> str | None:
-        with self._db.reading() as db:
-            row = db.execute(
-                "SELECT project FROM environments WHERE id = ?", (environment_id,)
-            ).fetchone()
-        return row[0] if row else None
-
-    def get_project_config(self, project: str) -> common_pb2.ContainerConfig:
-        with self._db.reading() as db:
-            row = db.execute(
-                "SELECT container_config FROM projects WHERE name = ?", (project,)
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"project {project!r} does not exist")
-        return common_pb2.ContainerConfig.FromString(row[0])
-
-    def get_known_hosts(self, project: str) -> str:
-        with self._db.reading() as db:
-            row = db.execute(
-                "SELECT known_hosts FROM project_known_hosts WHERE project = ?",
-                (project,),
-            ).fetchone()
-        return str(row[0]) if row else ""
-
-    def set_project_settings(
-        self,
-        project: str,
-        config: common_pb2.ContainerConfig,
-        known_hosts: str | None,
-    ) -> None:
-        """Writes the container defaults and, unless None, the known hosts."""
-        with self._db.transaction() as db:
-            db.execute(
-                "UPDATE projects SET container_config = ? WHERE name = ?",
-                (config.SerializeToString(), project),
-            )
-            if known_hosts is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO project_known_hosts (project, known_hosts)"
-                    " VALUES (?, ?)",
-                    (project, known_hosts),
-                )
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     # Steps.
 

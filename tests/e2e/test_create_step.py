@@ -203,7 +203,7 @@ def test_project_settings_are_the_fallback_and_null_clears_them(
     local_suite: SuiteUnderTest, code_folder: Path
 ) -> None:
     sdk = local_suite.sdk
-    settings = sdk.update_project_settings(
+    settings = local_suite.admin_sdk.update_project_settings(
         container_config={
             "requirements_path": "requirements.txt",
             "system_dependencies": ["bash"],
@@ -229,7 +229,7 @@ def test_project_settings_are_the_fallback_and_null_clears_them(
     assert "requirements_path" not in nulled["container_config"]
     assert nulled["container_config"]["system_dependencies"] == ["bash"]
 
-    cleared = sdk.update_project_settings(
+    cleared = local_suite.admin_sdk.update_project_settings(
         container_config={"requirements_path": STEP_PARAMETER.NULL}
     )
     assert "requirements_path" not in cleared["container_config"]

@@ -87,7 +87,9 @@ def url_of(servers: Servers, kind: str) -> str:
 
 
 def trust(suite: SuiteUnderTest, servers: Servers) -> None:
-    suite.sdk.update_project_settings(known_hosts=servers.ssh.known_hosts_line + "\n")
+    suite.admin_sdk.update_project_settings(
+        known_hosts=servers.ssh.known_hosts_line + "\n"
+    )
 
 
 @pytest.mark.parametrize("kind", ["ssh", "git", "file"])
@@ -128,7 +130,7 @@ def test_project_settings_supply_the_repository_key_and_hosts(
 ) -> None:
     sdk = suite.sdk
     key = servers.ssh.deploy_private_key
-    settings = sdk.update_project_settings(
+    settings = suite.admin_sdk.update_project_settings(
         container_config={
             "repository_url": servers.ssh.url(servers.repository.path),
             "repository_branch": "feature",
@@ -148,7 +150,7 @@ def test_project_settings_supply_the_repository_key_and_hosts(
     assert step["creation_info"]["commit_id"] == servers.repository.commit("feature")  # type: ignore[index]
     shown = [
         str(settings),
-        str(sdk.get_project_settings()),
+        str(suite.admin_sdk.get_project_settings()),
         str(sdk.get_step("from_project")),
         sdk.get_step_build_log("from_project"),
     ]
@@ -195,7 +197,7 @@ def test_failures_fail_the_step_with_the_reason_and_keep_nothing(
             tmp_path / "big", {**FILES, "weights.bin": os.urandom(5_100_000)}
         )
         url = big.file_url
-    suite.sdk.update_project_settings(known_hosts=known_hosts)
+    suite.admin_sdk.update_project_settings(known_hosts=known_hosts)
 
     with pytest.raises(StepBuildError) as raised:
         suite.sdk.create_step(
@@ -273,7 +275,7 @@ def test_known_hosts_that_are_not_host_keys_are_refused_naming_the_line(
     suite: SuiteUnderTest,
 ) -> None:
     with pytest.raises(InvalidArgumentError) as raised:
-        suite.sdk.update_project_settings(
+        suite.admin_sdk.update_project_settings(
             known_hosts="# ours\n[127.0.0.1]:22 ssh-ed25519 no*base64\nnot a key\n"
         )
 

@@ -61,7 +61,10 @@ def test_restarting_up_keeps_steps_archives_and_settings(tmp_path: Path) -> None
         with StepforgeSdk(
             first.env["STEPFORGE_ENVIRONMENT_URL"], first.env["STEPFORGE_SDK_TOKEN"]
         ) as sdk:
-            sdk.update_project_settings(
+            StepforgeSdk(
+                first.env["STEPFORGE_ENVIRONMENT_URL"],
+                first.env["STEPFORGE_ADMIN_TOKEN"],
+            ).update_project_settings(
                 container_config={"system_dependencies": ["bash"]}
             )
             created = sdk.create_step(

@@ -26,6 +26,9 @@ class SuiteUnderTest:
     sdk: StepforgeSdk
     token: str
     object_store_url: str
+    # Signed in with the project's admin token, for project settings.
+    admin_sdk: StepforgeSdk
+    admin_token: str
 
     @property
     def url(self) -> str:
@@ -45,18 +48,21 @@ def running_suite(
     try:
         assert suite.env_file is not None
         values = read_env_file(suite.env_file)
-        sdk = StepforgeSdk(
-            values["STEPFORGE_ENVIRONMENT_URL"], values["STEPFORGE_SDK_TOKEN"]
-        )
+        url = values["STEPFORGE_ENVIRONMENT_URL"]
+        sdk = StepforgeSdk(url, values["STEPFORGE_SDK_TOKEN"])
+        admin_sdk = StepforgeSdk(url, values["STEPFORGE_ADMIN_TOKEN"])
         try:
             yield SuiteUnderTest(
                 suite,
                 sdk,
                 values["STEPFORGE_SDK_TOKEN"],
                 config.resolved_object_store_url(),
+                admin_sdk,
+                values["STEPFORGE_ADMIN_TOKEN"],
             )
         finally:
             sdk.close()
+            admin_sdk.close()
     finally:
         suite.stop()
 

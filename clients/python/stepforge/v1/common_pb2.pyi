@@ -307,6 +307,42 @@ class ContainerConfig(_message.Message):
 Global___ContainerConfig: _TypeAlias = ContainerConfig  # noqa: Y015
 
 @_typing.final
+class ExecutionLimits(_message.Message):
+    """What one execution may use; a run that passes a limit fails with it as the
+    reason. Zero means the platform's default.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    CPU_SECONDS_FIELD_NUMBER: _builtins.int
+    OPEN_FILES_FIELD_NUMBER: _builtins.int
+    OUTPUT_BYTES_FIELD_NUMBER: _builtins.int
+    memory_bytes: _builtins.int
+    """Address space of the step's processes, in bytes."""
+    cpu_seconds: _builtins.int
+    """CPU time of the step's process, in seconds."""
+    open_files: _builtins.int
+    """Files the step's process may hold open at once."""
+    output_bytes: _builtins.int
+    """Bytes the step may write to standard output and error together."""
+    def __init__(
+        self,
+        *,
+        memory_bytes: _builtins.int = ...,
+        cpu_seconds: _builtins.int = ...,
+        open_files: _builtins.int = ...,
+        output_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_seconds", b"cpu_seconds", "memory_bytes", b"memory_bytes", "open_files", b"open_files", "output_bytes", b"output_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExecutionLimits: _TypeAlias = ExecutionLimits  # noqa: Y015
+
+@_typing.final
 class Step(_message.Message):
     """A named, versioned unit of code with typed inputs and outputs."""
 

@@ -26,9 +26,10 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from stepforge.v1 import common_pb2 as stepforge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstepforge/v1/execution.proto\x12\x0cstepforge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\x0e\x45xecutionValue\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12(\n\x04\x66ile\x18\x02 \x01(\x0b\x32\x18.stepforge.v1.StoredFileH\x00\x42\x06\n\x04kind\"0\n\nStoredFile\x12\x12\n\nsize_bytes\x18\x01 \x01(\x03\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\xd7\x04\n\tExecution\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.stepforge.v1.ExecutionStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x05 \x01(\t\x12\x33\n\x06inputs\x18\x06 \x03(\x0b\x32#.stepforge.v1.Execution.InputsEntry\x12\x35\n\x07outputs\x18\x07 \x03(\x0b\x32$.stepforge.v1.Execution.OutputsEntry\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bgpu_devices\x18\x0c \x03(\t\x1aK\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.stepforge.v1.ExecutionValue:\x02\x38\x01\x1aL\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.stepforge.v1.ExecutionValue:\x02\x38\x01\"\x81\x01\n\x12RunPipelineRequest\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.stepforge.v1.RunPipelineHeaderH\x00\x12-\n\nfile_chunk\x18\x02 \x01(\x0b\x32\x17.stepforge.v1.FileChunkH\x00\x42\t\n\x07payload\"\xdf\x01\n\x11RunPipelineHeader\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x44\n\x0bjson_inputs\x18\x02 \x03(\x0b\x32/.stepforge.v1.RunPipelineHeader.JsonInputsEntry\x12\x13\n\x0b\x66ile_inputs\x18\x03 \x03(\t\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x31\n\x0fJsonInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\tFileChunk\x12\x12\n\ninput_name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"#\n\x13GetExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x14WaitExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"P\n\x15ListExecutionsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x16ListExecutionsResponse\x12+\n\nexecutions\x18\x01 \x03(\x0b\x32\x17.stepforge.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x1aReadExecutionOutputRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0boutput_name\x18\x02 \x01(\t\"+\n\x1bReadExecutionOutputResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"O\n\x18ReadExecutionLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x15\n\rfrom_sequence\x18\x03 \x01(\x03\"|\n\x07LogLine\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06stream\x18\x03 \x01(\x0e\x32\x17.stepforge.v1.LogStream\x12\x0c\n\x04text\x18\x04 \x01(\t\"&\n\x16\x43\x61ncelExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x16\x44\x65leteExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*\xcc\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_RUNNING\x10\x02\x12\x1e\n\x1a\x45XECUTION_STATUS_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x04\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x05*l\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x12\x15\n\x11LOG_STREAM_SYSTEM\x10\x03\x32\xbc\x05\n\x10\x45xecutionService\x12J\n\x0bRunPipeline\x12 .stepforge.v1.RunPipelineRequest\x1a\x17.stepforge.v1.Execution(\x01\x12J\n\x0cGetExecution\x12!.stepforge.v1.GetExecutionRequest\x1a\x17.stepforge.v1.Execution\x12L\n\rWaitExecution\x12\".stepforge.v1.WaitExecutionRequest\x1a\x17.stepforge.v1.Execution\x12[\n\x0eListExecutions\x12#.stepforge.v1.ListExecutionsRequest\x1a$.stepforge.v1.ListExecutionsResponse\x12l\n\x13ReadExecutionOutput\x12(.stepforge.v1.ReadExecutionOutputRequest\x1a).stepforge.v1.ReadExecutionOutputResponse0\x01\x12T\n\x11ReadExecutionLogs\x12&.stepforge.v1.ReadExecutionLogsRequest\x1a\x15.stepforge.v1.LogLine0\x01\x12P\n\x0f\x43\x61ncelExecution\x12$.stepforge.v1.CancelExecutionRequest\x1a\x17.stepforge.v1.Execution\x12O\n\x0f\x44\x65leteExecution\x12$.stepforge.v1.DeleteExecutionRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cstepforge/v1/execution.proto\x12\x0cstepforge.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19stepforge/v1/common.proto\"R\n\x0e\x45xecutionValue\x12\x0e\n\x04json\x18\x01 \x01(\tH\x00\x12(\n\x04\x66ile\x18\x02 \x01(\x0b\x32\x18.stepforge.v1.StoredFileH\x00\x42\x06\n\x04kind\"0\n\nStoredFile\x12\x12\n\nsize_bytes\x18\x01 \x01(\x03\x12\x0e\n\x06sha256\x18\x02 \x01(\t\"\x86\x05\n\tExecution\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08pipeline\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\t\x12-\n\x06status\x18\x04 \x01(\x0e\x32\x1d.stepforge.v1.ExecutionStatus\x12\x16\n\x0e\x66\x61ilure_reason\x18\x05 \x01(\t\x12\x33\n\x06inputs\x18\x06 \x03(\x0b\x32#.stepforge.v1.Execution.InputsEntry\x12\x35\n\x07outputs\x18\x07 \x03(\x0b\x32$.stepforge.v1.Execution.OutputsEntry\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07timeout\x18\x0b \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bgpu_devices\x18\x0c \x03(\t\x12-\n\x06limits\x18\r \x01(\x0b\x32\x1d.stepforge.v1.ExecutionLimits\x1aK\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.stepforge.v1.ExecutionValue:\x02\x38\x01\x1aL\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.stepforge.v1.ExecutionValue:\x02\x38\x01\"\x81\x01\n\x12RunPipelineRequest\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.stepforge.v1.RunPipelineHeaderH\x00\x12-\n\nfile_chunk\x18\x02 \x01(\x0b\x32\x17.stepforge.v1.FileChunkH\x00\x42\t\n\x07payload\"\xdf\x01\n\x11RunPipelineHeader\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x44\n\x0bjson_inputs\x18\x02 \x03(\x0b\x32/.stepforge.v1.RunPipelineHeader.JsonInputsEntry\x12\x13\n\x0b\x66ile_inputs\x18\x03 \x03(\t\x12*\n\x07timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x31\n\x0fJsonInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\tFileChunk\x12\x12\n\ninput_name\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"#\n\x13GetExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"P\n\x14WaitExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"P\n\x15ListExecutionsRequest\x12\x10\n\x08pipeline\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"^\n\x16ListExecutionsResponse\x12+\n\nexecutions\x18\x01 \x03(\x0b\x32\x17.stepforge.v1.Execution\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"?\n\x1aReadExecutionOutputRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0boutput_name\x18\x02 \x01(\t\"+\n\x1bReadExecutionOutputResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"O\n\x18ReadExecutionLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\x12\x15\n\rfrom_sequence\x18\x03 \x01(\x03\"|\n\x07LogLine\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x06stream\x18\x03 \x01(\x0e\x32\x17.stepforge.v1.LogStream\x12\x0c\n\x04text\x18\x04 \x01(\t\"&\n\x16\x43\x61ncelExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"&\n\x16\x44\x65leteExecutionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*\xcc\x01\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45XECUTION_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x45XECUTION_STATUS_RUNNING\x10\x02\x12\x1e\n\x1a\x45XECUTION_STATUS_SUCCEEDED\x10\x03\x12\x1b\n\x17\x45XECUTION_STATUS_FAILED\x10\x04\x12\x1e\n\x1a\x45XECUTION_STATUS_CANCELLED\x10\x05*l\n\tLogStream\x12\x1a\n\x16LOG_STREAM_UNSPECIFIED\x10\x00\x12\x15\n\x11LOG_STREAM_STDOUT\x10\x01\x12\x15\n\x11LOG_STREAM_STDERR\x10\x02\x12\x15\n\x11LOG_STREAM_SYSTEM\x10\x03\x32\xbc\x05\n\x10\x45xecutionService\x12J\n\x0bRunPipeline\x12 .stepforge.v1.RunPipelineRequest\x1a\x17.stepforge.v1.Execution(\x01\x12J\n\x0cGetExecution\x12!.stepforge.v1.GetExecutionRequest\x1a\x17.stepforge.v1.Execution\x12L\n\rWaitExecution\x12\".stepforge.v1.WaitExecutionRequest\x1a\x17.stepforge.v1.Execution\x12[\n\x0eListExecutions\x12#.stepforge.v1.ListExecutionsRequest\x1a$.stepforge.v1.ListExecutionsResponse\x12l\n\x13ReadExecutionOutput\x12(.stepforge.v1.ReadExecutionOutputRequest\x1a).stepforge.v1.ReadExecutionOutputResponse0\x01\x12T\n\x11ReadExecutionLogs\x12&.stepforge.v1.ReadExecutionLogsRequest\x1a\x15.stepforge.v1.LogLine0\x01\x12P\n\x0f\x43\x61ncelExecution\x12$.stepforge.v1.CancelExecutionRequest\x1a\x17.stepforge.v1.Execution\x12O\n\x0f\x44\x65leteExecution\x12$.stepforge.v1.DeleteExecutionRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,48 +42,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTION_OUTPUTSENTRY']._serialized_options = b'8\001'
   _globals['_RUNPIPELINEHEADER_JSONINPUTSENTRY']._loaded_options = None
   _globals['_RUNPIPELINEHEADER_JSONINPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_EXECUTIONSTATUS']._serialized_start=1976
-  _globals['_EXECUTIONSTATUS']._serialized_end=2180
-  _globals['_LOGSTREAM']._serialized_start=2182
-  _globals['_LOGSTREAM']._serialized_end=2290
-  _globals['_EXECUTIONVALUE']._serialized_start=140
-  _globals['_EXECUTIONVALUE']._serialized_end=222
-  _globals['_STOREDFILE']._serialized_start=224
-  _globals['_STOREDFILE']._serialized_end=272
-  _globals['_EXECUTION']._serialized_start=275
-  _globals['_EXECUTION']._serialized_end=874
-  _globals['_EXECUTION_INPUTSENTRY']._serialized_start=721
-  _globals['_EXECUTION_INPUTSENTRY']._serialized_end=796
-  _globals['_EXECUTION_OUTPUTSENTRY']._serialized_start=798
-  _globals['_EXECUTION_OUTPUTSENTRY']._serialized_end=874
-  _globals['_RUNPIPELINEREQUEST']._serialized_start=877
-  _globals['_RUNPIPELINEREQUEST']._serialized_end=1006
-  _globals['_RUNPIPELINEHEADER']._serialized_start=1009
-  _globals['_RUNPIPELINEHEADER']._serialized_end=1232
-  _globals['_RUNPIPELINEHEADER_JSONINPUTSENTRY']._serialized_start=1183
-  _globals['_RUNPIPELINEHEADER_JSONINPUTSENTRY']._serialized_end=1232
-  _globals['_FILECHUNK']._serialized_start=1234
-  _globals['_FILECHUNK']._serialized_end=1279
-  _globals['_GETEXECUTIONREQUEST']._serialized_start=1281
-  _globals['_GETEXECUTIONREQUEST']._serialized_end=1316
-  _globals['_WAITEXECUTIONREQUEST']._serialized_start=1318
-  _globals['_WAITEXECUTIONREQUEST']._serialized_end=1398
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1400
-  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1480
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1482
-  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1576
-  _globals['_READEXECUTIONOUTPUTREQUEST']._serialized_start=1578
-  _globals['_READEXECUTIONOUTPUTREQUEST']._serialized_end=1641
-  _globals['_READEXECUTIONOUTPUTRESPONSE']._serialized_start=1643
-  _globals['_READEXECUTIONOUTPUTRESPONSE']._serialized_end=1686
-  _globals['_READEXECUTIONLOGSREQUEST']._serialized_start=1688
-  _globals['_READEXECUTIONLOGSREQUEST']._serialized_end=1767
-  _globals['_LOGLINE']._serialized_start=1769
-  _globals['_LOGLINE']._serialized_end=1893
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1895
-  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=1933
-  _globals['_DELETEEXECUTIONREQUEST']._serialized_start=1935
-  _globals['_DELETEEXECUTIONREQUEST']._serialized_end=1973
-  _globals['_EXECUTIONSERVICE']._serialized_start=2293
-  _globals['_EXECUTIONSERVICE']._serialized_end=2993
+  _globals['_EXECUTIONSTATUS']._serialized_start=2050
+  _globals['_EXECUTIONSTATUS']._serialized_end=2254
+  _globals['_LOGSTREAM']._serialized_start=2256
+  _globals['_LOGSTREAM']._serialized_end=2364
+  _globals['_EXECUTIONVALUE']._serialized_start=167
+  _globals['_EXECUTIONVALUE']._serialized_end=249
+  _globals['_STOREDFILE']._serialized_start=251
+  _globals['_STOREDFILE']._serialized_end=299
+  _globals['_EXECUTION']._serialized_start=302
+  _globals['_EXECUTION']._serialized_end=948
+  _globals['_EXECUTION_INPUTSENTRY']._serialized_start=795
+  _globals['_EXECUTION_INPUTSENTRY']._serialized_end=870
+  _globals['_EXECUTION_OUTPUTSENTRY']._serialized_start=872
+  _globals['_EXECUTION_OUTPUTSENTRY']._serialized_end=948
+  _globals['_RUNPIPELINEREQUEST']._serialized_start=951
+  _globals['_RUNPIPELINEREQUEST']._serialized_end=1080
+  _globals['_RUNPIPELINEHEADER']._serialized_start=1083
+  _globals['_RUNPIPELINEHEADER']._serialized_end=1306
+  _globals['_RUNPIPELINEHEADER_JSONINPUTSENTRY']._serialized_start=1257
+  _globals['_RUNPIPELINEHEADER_JSONINPUTSENTRY']._serialized_end=1306
+  _globals['_FILECHUNK']._serialized_start=1308
+  _globals['_FILECHUNK']._serialized_end=1353
+  _globals['_GETEXECUTIONREQUEST']._serialized_start=1355
+  _globals['_GETEXECUTIONREQUEST']._serialized_end=1390
+  _globals['_WAITEXECUTIONREQUEST']._serialized_start=1392
+  _globals['_WAITEXECUTIONREQUEST']._serialized_end=1472
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_start=1474
+  _globals['_LISTEXECUTIONSREQUEST']._serialized_end=1554
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_start=1556
+  _globals['_LISTEXECUTIONSRESPONSE']._serialized_end=1650
+  _globals['_READEXECUTIONOUTPUTREQUEST']._serialized_start=1652
+  _globals['_READEXECUTIONOUTPUTREQUEST']._serialized_end=1715
+  _globals['_READEXECUTIONOUTPUTRESPONSE']._serialized_start=1717
+  _globals['_READEXECUTIONOUTPUTRESPONSE']._serialized_end=1760
+  _globals['_READEXECUTIONLOGSREQUEST']._serialized_start=1762
+  _globals['_READEXECUTIONLOGSREQUEST']._serialized_end=1841
+  _globals['_LOGLINE']._serialized_start=1843
+  _globals['_LOGLINE']._serialized_end=1967
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_start=1969
+  _globals['_CANCELEXECUTIONREQUEST']._serialized_end=2007
+  _globals['_DELETEEXECUTIONREQUEST']._serialized_start=2009
+  _globals['_DELETEEXECUTIONREQUEST']._serialized_end=2047
+  _globals['_EXECUTIONSERVICE']._serialized_start=2367
+  _globals['_EXECUTIONSERVICE']._serialized_end=3067
 # @@protoc_insertion_point(module_scope)

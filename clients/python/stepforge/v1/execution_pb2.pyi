@@ -11,6 +11,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from stepforge.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -202,6 +203,7 @@ class Execution(_message.Message):
     END_TIME_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     GPU_DEVICES_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The resource name, `executions/{execution}`."""
     pipeline: _builtins.str
@@ -240,6 +242,12 @@ class Execution(_message.Message):
     def gpu_devices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The GPU devices it was given, such as `0`; empty for CPU steps."""
 
+    @_builtins.property
+    def limits(self) -> _common_pb2.ExecutionLimits:
+        """Output only. The limits it runs under: its environment's, as they were
+        when it was accepted.
+        """
+
     def __init__(
         self,
         *,
@@ -255,10 +263,11 @@ class Execution(_message.Message):
         end_time: _timestamp_pb2.Timestamp | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         gpu_devices: _abc.Iterable[_builtins.str] | None = ...,
+        limits: _common_pb2.ExecutionLimits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "limits", b"limits", "start_time", b"start_time", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "failure_reason", b"failure_reason", "gpu_devices", b"gpu_devices", "inputs", b"inputs", "name", b"name", "outputs", b"outputs", "pipeline", b"pipeline", "start_time", b"start_time", "status", b"status", "step", b"step", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "failure_reason", b"failure_reason", "gpu_devices", b"gpu_devices", "inputs", b"inputs", "limits", b"limits", "name", b"name", "outputs", b"outputs", "pipeline", b"pipeline", "start_time", b"start_time", "status", b"status", "step", b"step", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

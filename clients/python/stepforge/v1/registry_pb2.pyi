@@ -518,19 +518,31 @@ class Principal(_message.Message):
 
     PROJECT_FIELD_NUMBER: _builtins.int
     ENVIRONMENT_FIELD_NUMBER: _builtins.int
+    ADMIN_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
     project: _builtins.str
     """The project the token belongs to."""
     environment: _builtins.str
-    """The environment the token grants access to."""
+    """The environment the token grants access to; empty for an admin token."""
+    admin: _builtins.bool
+    """Whether the token is its project's admin token, which manages the
+    project's settings and nothing else.
+    """
+    @_builtins.property
+    def limits(self) -> _common_pb2.ExecutionLimits:
+        """The execution limits of the environment."""
+
     def __init__(
         self,
         *,
         project: _builtins.str = ...,
         environment: _builtins.str = ...,
+        admin: _builtins.bool = ...,
+        limits: _common_pb2.ExecutionLimits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["limits", b"limits"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment", b"environment", "project", b"project"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["admin", b"admin", "environment", b"environment", "limits", b"limits", "project", b"project"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
