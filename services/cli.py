@@ -14,6 +14,7 @@ from types import FrameType
 
 from stepforge.services.admin import add_admin_commands, run_admin
 from stepforge.services.config import DEFAULT_DATA_DIR, DEFAULT_PORT, ServerConfig
+from stepforge.services.core.tls import TlsFiles, TlsSettings, ensure_self_signed
 from stepforge.services.suite import (
     ADMIN_TOKEN,
     ENVIRONMENT_URL,
@@ -39,8 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         data_dir = Path(args.data_dir).expanduser() if args.data_dir else None
         return run_demo(data_dir, args.port)
+    data_dir = Path(args.data_dir).expanduser()
+    try:
+        tls = _tls_settings(args, data_dir)
+    except ValueError as error:
+        print(f"stepforge: {error}", file=sys.stderr)
+        return 2
     config = ServerConfig(
-        data_dir=Path(args.data_dir).expanduser(),
+        data_dir=data_dir,
+        tls=tls,
         host=args.host,
         port=args.port,
         object_store_url=args.object_store,
@@ -125,6 +133,23 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--build-workers", type=int, default=2)
     parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="serve without TLS (by default the suite makes its own certificate "
+        "authority in <data-dir>/tls and serves TLS)",
+    )
+    parser.add_argument("--tls-cert", help="PEM server certificate to present")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--tls-ca", help="PEM certificate of the authority that signed --tls-cert"
+    )
+    parser.add_argument(
+        "--require-client-certs",
+        action="store_true",
+        help="refuse clients without a certificate signed by the suite's own "
+        "authority (which writes one for the default user in <data-dir>/tls)",
+    )
+    parser.add_argument(
         "--system-site-packages",
         action="store_true",
         help="let step environments see this interpreter's site-packages, such as "
@@ -142,6 +167,28 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         help="run python-cuda steps on the CPU, with a warning in their logs, "
         "when this host has no GPU (default: they fail at once)",
     )
+
+
+def _tls_settings(args: argparse.Namespace, data_dir: Path) -> TlsSettings | None:
+    own = (args.tls_cert, args.tls_key, args.tls_ca)
+    if args.plaintext:
+        if any(own) or args.require_client_certs:
+            raise ValueError("--plaintext excludes the --tls-* and client-cert options")
+        return None
+    if any(own):
+        if not all(own):
+            raise ValueError("--tls-cert, --tls-key and --tls-ca go together")
+        if args.require_client_certs:
+            raise ValueError(
+                "--require-client-certs works with the suite's own authority only"
+            )
+        paths = [Path(path).expanduser() for path in own]
+        for path in paths:
+            if not path.is_file():
+                raise ValueError(f"{path} is not a readable file")
+        return TlsSettings(TlsFiles(*paths))
+    files = ensure_self_signed(data_dir / "tls", extra_hosts=[args.host])
+    return TlsSettings(files, require_client_certs=args.require_client_certs)
 
 
 def _announce(suite: RunningSuite) -> None:

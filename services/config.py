@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stepforge.services.core.tls import TlsSettings
+
 DEFAULT_DATA_DIR = Path("~/.stepforge")
 DEFAULT_PORT = 50051
 
@@ -31,6 +33,8 @@ class ServerConfig:
     max_executions: int = field(default_factory=lambda: os.cpu_count() or 1)
     # Run GPU steps on the CPU, with a warning in their logs, on a host with no GPU.
     gpu_fallback_to_cpu: bool = False
+    # None serves plaintext, which the command line does only when asked to.
+    tls: TlsSettings | None = None
 
     @property
     def address(self) -> str:

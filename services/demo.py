@@ -9,6 +9,7 @@ from pathlib import Path
 
 from stepforge import Input, Output, StepforgeSdk
 from stepforge.services.config import ServerConfig
+from stepforge.services.core.tls import TlsSettings, ensure_self_signed
 from stepforge.services.suite import read_env_file, start
 
 EXAMPLE_FUNCTION = """\
@@ -29,13 +30,16 @@ def run_demo(data_dir: Path | None, port: int) -> int:
         (folder / "src" / "my_entry_function_step.py").write_text(EXAMPLE_FUNCTION)
         (folder / "requirements.txt").write_text("")
 
-        suite = start(ServerConfig(data_dir=data, port=port))
+        tls = TlsSettings(ensure_self_signed(data / "tls"))
+        suite = start(ServerConfig(data_dir=data, port=port, tls=tls))
         try:
             assert suite.env_file is not None
             values = read_env_file(suite.env_file)
             print(f"suite running on {suite.url} with data in {data}")
             with StepforgeSdk(
-                values["STEPFORGE_ENVIRONMENT_URL"], values["STEPFORGE_SDK_TOKEN"]
+                values["STEPFORGE_ENVIRONMENT_URL"],
+                values["STEPFORGE_SDK_TOKEN"],
+                ca_cert=values["STEPFORGE_CA_CERT"],
             ) as sdk:
                 step = sdk.create_step(
                     function_path="src/my_entry_function_step.py",

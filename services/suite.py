@@ -17,6 +17,11 @@ from stepforge.services.core.auth import CachingTokenResolver, TokenResolver
 from stepforge.services.core.object_store import open_object_store
 from stepforge.services.core.registry_client import RegistryClient
 from stepforge.services.core.server import ServiceParts, add_services, create_server
+from stepforge.services.core.tls import (
+    TlsSettings,
+    server_credentials,
+    service_channel_credentials,
+)
 from stepforge.services.execution.assembly import execution_parts
 from stepforge.services.execution.build_client import BuildClient
 from stepforge.services.registry.assembly import RegistryParts
@@ -28,6 +33,9 @@ SERVICES = ("registry", "build", "execution")
 ENVIRONMENT_URL = "STEPFORGE_ENVIRONMENT_URL"
 SDK_TOKEN = "STEPFORGE_SDK_TOKEN"
 ADMIN_TOKEN = "STEPFORGE_ADMIN_TOKEN"
+CA_CERT = "STEPFORGE_CA_CERT"
+CLIENT_CERT = "STEPFORGE_CLIENT_CERT"
+CLIENT_KEY = "STEPFORGE_CLIENT_KEY"
 # Only the services may call these, with the service credential.
 INTERNAL_SERVICES = frozenset(
     {
@@ -81,24 +89,32 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
     if registry_parts is not None:
         resolver: TokenResolver = registry_parts.resolve_user_token
     else:
-        remote = _registry_client(config.registry_url, service_token, channels)
+        remote = _registry_client(
+            config.registry_url, service_token, channels, config.tls
+        )
         resolver = CachingTokenResolver(remote.authenticate)
 
     server = create_server(resolver, service_token, INTERNAL_SERVICES)
-    port = server.add_insecure_port(config.address)
+    if config.tls is not None:
+        port = server.add_secure_port(config.address, server_credentials(config.tls))
+    else:
+        port = server.add_insecure_port(config.address)
     if port == 0:
         raise OSError(f"cannot listen on {config.address}")
     own_url = f"127.0.0.1:{port}"
     env_file = None
     if registry_parts is not None:
-        env_file = _write_environment(registry_parts, data_dir, config.host, port)
+        env_file = _write_environment(registry_parts, data_dir, config, port)
 
     parts: list[ServiceParts] = [registry_parts] if registry_parts else []
     objects = None
     if "build" in services or "execution" in services:
         objects = open_object_store(config.resolved_object_store_url())
         registry = _registry_client(
-            own_url if registry_parts else config.registry_url, service_token, channels
+            own_url if registry_parts else config.registry_url,
+            service_token,
+            channels,
+            config.tls,
         )
     if "build" in services:
         parts.append(
@@ -117,7 +133,7 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
             execution_parts(
                 data_dir,
                 registry,
-                _build_client(build_url, service_token, channels),
+                _build_client(build_url, service_token, channels, config.tls),
                 objects,  # type: ignore[arg-type]
                 max_concurrent=config.max_executions,
                 gpu_fallback_to_cpu=config.gpu_fallback_to_cpu,
@@ -136,16 +152,14 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
     return suite
 
 
-def write_env_file(path: Path, url: str, token: str, admin_token: str) -> None:
+def write_env_file(path: Path, values: dict[str, str]) -> None:
     """Writes the variables the SDK reads, readable by the owner only. The
     admin token goes in as STEPFORGE_ADMIN_TOKEN, for changing project
     settings on a machine where one person is every role."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
-        file.write(
-            f"{ENVIRONMENT_URL}={url}\n{SDK_TOKEN}={token}\n{ADMIN_TOKEN}={admin_token}\n"
-        )
+        file.writelines(f"{key}={value}\n" for key, value in values.items())
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -158,7 +172,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def _write_environment(
-    parts: RegistryParts, data_dir: Path, host: str, port: int
+    parts: RegistryParts, data_dir: Path, config: ServerConfig, port: int
 ) -> Path:
     """Writes `<data_dir>/env`: this server's address and the default
     environment's tokens, made on first start (or again if the file is lost)."""
@@ -168,12 +182,19 @@ def _write_environment(
     made = parts.bootstrap(have_tokens)
     if made is not None:
         previous[SDK_TOKEN], previous[ADMIN_TOKEN] = made
-    write_env_file(
-        env_file,
-        f"{_advertised_host(host)}:{port}",
-        previous[SDK_TOKEN],
-        previous[ADMIN_TOKEN],
-    )
+    address = f"{_advertised_host(config.host)}:{port}"
+    values = {
+        ENVIRONMENT_URL: f"grpcs://{address}" if config.tls else address,
+        SDK_TOKEN: previous[SDK_TOKEN],
+        ADMIN_TOKEN: previous[ADMIN_TOKEN],
+    }
+    if config.tls is not None:
+        files = config.tls.files
+        values[CA_CERT] = str(files.ca_cert)
+        if config.tls.require_client_certs and files.user_cert and files.user_key:
+            values[CLIENT_CERT] = str(files.user_cert)
+            values[CLIENT_KEY] = str(files.user_key)
+    write_env_file(env_file, values)
     return env_file
 
 
@@ -182,20 +203,34 @@ def _advertised_host(host: str) -> str:
 
 
 def _registry_client(
-    url: str | None, service_token: str, channels: list[grpc.Channel]
+    url: str | None,
+    service_token: str,
+    channels: list[grpc.Channel],
+    tls: TlsSettings | None,
 ) -> RegistryClient:
     if not url:
         raise ValueError("registry_url is required when the registry runs elsewhere")
-    channel = grpc.insecure_channel(url)
-    channels.append(channel)
-    return RegistryClient(channel, url, service_token)
+    return RegistryClient(_peer_channel(url, channels, tls), url, service_token)
 
 
 def _build_client(
-    url: str | None, service_token: str, channels: list[grpc.Channel]
+    url: str | None,
+    service_token: str,
+    channels: list[grpc.Channel],
+    tls: TlsSettings | None,
 ) -> BuildClient:
     if not url:
         raise ValueError("build_url is required when the build service runs elsewhere")
-    channel = grpc.insecure_channel(url)
+    return BuildClient(_peer_channel(url, channels, tls), url, service_token)
+
+
+def _peer_channel(
+    url: str, channels: list[grpc.Channel], tls: TlsSettings | None
+) -> grpc.Channel:
+    """A channel to another service, over TLS whenever this server uses it."""
+    if tls is None:
+        channel = grpc.insecure_channel(url)
+    else:
+        channel = grpc.secure_channel(url, service_channel_credentials(tls))
     channels.append(channel)
-    return BuildClient(channel, url, service_token)
+    return channel

@@ -15,7 +15,7 @@ from support.s3_server import free_port
 from support.step_code import write_step_code
 from support.suite import suite_process
 
-from stepforge import Input, Output, StepforgeSdk
+from stepforge import Input, Output
 
 GiB = 1024**3
 MiB = 1024**2
@@ -84,9 +84,7 @@ def test_a_1_gib_file_streams_through_a_step_within_bounded_memory(
     code = write_step_code(tmp_path / "code")
 
     with suite_process(tmp_path / "data", free_port()) as suite:
-        with StepforgeSdk(
-            suite.env["STEPFORGE_ENVIRONMENT_URL"], suite.env["STEPFORGE_SDK_TOKEN"]
-        ) as sdk:
+        with suite.sdk() as sdk:
             sdk.create_step(
                 function_path="steps.py",
                 function_name="passthrough",

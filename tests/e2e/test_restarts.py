@@ -11,7 +11,7 @@ from support.s3_server import free_port
 from support.step_code import write_step_code
 from support.suite import suite_process
 
-from stepforge import Input, StepforgeSdk
+from stepforge import Input
 
 
 def _alive(pid: int) -> bool:
@@ -40,9 +40,7 @@ def test_a_crash_fails_running_executions_and_kills_their_processes(
     port = free_port()
 
     with suite_process(data_dir, port) as first:
-        sdk = StepforgeSdk(
-            first.env["STEPFORGE_ENVIRONMENT_URL"], first.env["STEPFORGE_SDK_TOKEN"]
-        )
+        sdk = first.sdk()
         sdk.create_step(
             function_path="steps.py",
             function_name="sleeps",
@@ -60,9 +58,7 @@ def test_a_crash_fails_running_executions_and_kills_their_processes(
     assert _alive(step_child)
 
     with suite_process(data_dir, port) as second:
-        with StepforgeSdk(
-            second.env["STEPFORGE_ENVIRONMENT_URL"], second.env["STEPFORGE_SDK_TOKEN"]
-        ) as sdk:
+        with second.sdk() as sdk:
             execution = sdk.get_pipeline_execution(started["execution_id"])
             sdk.delete_pipeline("sleepy")
 

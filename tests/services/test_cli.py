@@ -13,9 +13,12 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from support.suite import suite_process
 
 from stepforge import Input, StepforgeSdk
+from stepforge.errors import UnavailableError
+from stepforge.services.core.tls import ensure_self_signed
 from stepforge.services.suite import read_env_file
 from stepforge.v1 import (
     build_pb2,
@@ -39,17 +42,52 @@ def example_folder(root: Path) -> Path:
     return folder
 
 
-def test_up_prints_and_writes_the_environment_privately(tmp_path: Path) -> None:
+def test_up_serves_tls_and_writes_the_environment_privately(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     port = free_port()
 
     with suite_process(data_dir, port) as running:
         env_file = data_dir / "env"
-        assert running.env["STEPFORGE_ENVIRONMENT_URL"] == f"127.0.0.1:{port}"
+        assert running.env["STEPFORGE_ENVIRONMENT_URL"] == f"grpcs://127.0.0.1:{port}"
         assert running.env["STEPFORGE_SDK_TOKEN"].startswith("sf_")
+        assert running.env["STEPFORGE_ADMIN_TOKEN"].startswith("sf_")
+        assert running.env["STEPFORGE_CA_CERT"] == str(data_dir / "tls" / "ca.pem")
         assert env_file.stat().st_mode & 0o777 == 0o600
         assert (data_dir / "service-token").stat().st_mode & 0o777 == 0o600
+        assert (data_dir / "tls" / "server-key.pem").stat().st_mode & 0o777 == 0o600
+        with running.sdk() as sdk:
+            assert sdk.list_steps() == []
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as plaintext:
+            with pytest.raises(grpc.RpcError) as refused:
+                registry_pb2_grpc.RegistryServiceStub(plaintext).ListSteps(
+                    registry_pb2.ListStepsRequest(), timeout=5
+                )
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert running.stop() == 0
+
+
+def test_up_serves_plaintext_only_when_asked(tmp_path: Path) -> None:
+    with suite_process(tmp_path / "data", free_port(), "--plaintext") as running:
+        assert not running.env["STEPFORGE_ENVIRONMENT_URL"].startswith("grpcs://")
+        assert "STEPFORGE_CA_CERT" not in running.env
+        with running.sdk() as sdk:
+            assert sdk.list_steps() == []
+
+
+def test_client_certificates_can_be_required(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with suite_process(data_dir, free_port(), "--require-client-certs") as running:
+        with running.sdk() as without_certificate:
+            with pytest.raises(UnavailableError):
+                without_certificate.list_steps()
+        with StepforgeSdk(
+            running.env["STEPFORGE_ENVIRONMENT_URL"],
+            running.env["STEPFORGE_SDK_TOKEN"],
+            ca_cert=running.env["STEPFORGE_CA_CERT"],
+            client_cert=running.env["STEPFORGE_CLIENT_CERT"],
+            client_key=running.env["STEPFORGE_CLIENT_KEY"],
+        ) as with_certificate:
+            assert with_certificate.list_steps() == []
 
 
 def test_restarting_up_keeps_steps_archives_and_settings(tmp_path: Path) -> None:
@@ -58,13 +96,8 @@ def test_restarting_up_keeps_steps_archives_and_settings(tmp_path: Path) -> None
     port = free_port()
 
     with suite_process(data_dir, port) as first:
-        with StepforgeSdk(
-            first.env["STEPFORGE_ENVIRONMENT_URL"], first.env["STEPFORGE_SDK_TOKEN"]
-        ) as sdk:
-            StepforgeSdk(
-                first.env["STEPFORGE_ENVIRONMENT_URL"],
-                first.env["STEPFORGE_ADMIN_TOKEN"],
-            ).update_project_settings(
+        with first.sdk() as sdk:
+            first.sdk(admin=True).update_project_settings(
                 container_config={"system_dependencies": ["bash"]}
             )
             created = sdk.create_step(
@@ -77,9 +110,7 @@ def test_restarting_up_keeps_steps_archives_and_settings(tmp_path: Path) -> None
 
     with suite_process(data_dir, port) as second:
         assert second.env == first.env
-        with StepforgeSdk(
-            second.env["STEPFORGE_ENVIRONMENT_URL"], second.env["STEPFORGE_SDK_TOKEN"]
-        ) as sdk:
+        with second.sdk() as sdk:
             assert sdk.get_step("main") == created
             assert sdk.get_project_settings()["container_config"][
                 "system_dependencies"
@@ -89,10 +120,18 @@ def test_restarting_up_keeps_steps_archives_and_settings(tmp_path: Path) -> None
         assert tar.getnames() == ["main.py"]
 
 
-def test_services_run_apart_and_talk_through_grpc(tmp_path: Path) -> None:
+def test_services_run_apart_and_talk_through_grpc_over_tls(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     registry_port, build_port = free_port(), free_port()
     environment = {**os.environ, "STEPFORGE_SERVICE_TOKEN": "sfs_shared-for-this-test"}
+    # One authority for both, as an operator would provide it.
+    files = ensure_self_signed(tmp_path / "tls")
+    tls = [
+        "--tls-cert", str(files.server_cert),
+        "--tls-key", str(files.server_key),
+        "--tls-ca", str(files.ca_cert),
+    ]  # fmt: skip
+    credentials = grpc.ssl_channel_credentials(files.ca_cert.read_bytes())
     base = [sys.executable, "-m", "stepforge.services.cli", "serve"]
     registry = subprocess.Popen(
         [
@@ -102,6 +141,7 @@ def test_services_run_apart_and_talk_through_grpc(tmp_path: Path) -> None:
             str(data_dir / "r"),
             "--port",
             str(registry_port),
+            *tls,
         ],
         env=environment,
         stdout=subprocess.PIPE,
@@ -124,6 +164,7 @@ def test_services_run_apart_and_talk_through_grpc(tmp_path: Path) -> None:
                 str(build_port),
                 "--registry-url",
                 f"127.0.0.1:{registry_port}",
+                *tls,
             ],
             env=environment,
             stdout=subprocess.PIPE,
@@ -135,12 +176,12 @@ def test_services_run_apart_and_talk_through_grpc(tmp_path: Path) -> None:
             assert build.poll() is None, "the build service did not start"
 
         metadata = (("authorization", f"Bearer {token}"),)
-        with grpc.insecure_channel(f"127.0.0.1:{build_port}") as channel:
+        with grpc.secure_channel(f"127.0.0.1:{build_port}", credentials) as channel:
             step = build_pb2_grpc.BuildServiceStub(channel).CreateStep(
                 iter(_create_requests()), metadata=metadata, timeout=30
             )
         assert step.status == common_pb2.STEP_STATUS_PENDING
-        with grpc.insecure_channel(f"127.0.0.1:{registry_port}") as channel:
+        with grpc.secure_channel(f"127.0.0.1:{registry_port}", credentials) as channel:
             stub = registry_pb2_grpc.RegistryServiceStub(channel)
             request = registry_pb2.GetStepRequest(name="steps/apart")
             for _ in range(200):

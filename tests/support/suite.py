@@ -72,6 +72,14 @@ class SuiteProcess:
     process: subprocess.Popen[str]
     env: dict[str, str]
 
+    def sdk(self, *, admin: bool = False) -> StepforgeSdk:
+        """An SDK signed in as the env file says, trusting the suite's TLS."""
+        return StepforgeSdk(
+            self.env["STEPFORGE_ENVIRONMENT_URL"],
+            self.env["STEPFORGE_ADMIN_TOKEN" if admin else "STEPFORGE_SDK_TOKEN"],
+            ca_cert=self.env.get("STEPFORGE_CA_CERT"),
+        )
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)

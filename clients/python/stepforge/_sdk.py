@@ -38,6 +38,9 @@ from stepforge.v1 import (
 _T = TypeVar("_T")
 ENVIRONMENT_URL_VARIABLE = "STEPFORGE_ENVIRONMENT_URL"
 SDK_TOKEN_VARIABLE = "STEPFORGE_SDK_TOKEN"
+CA_CERT_VARIABLE = "STEPFORGE_CA_CERT"
+CLIENT_CERT_VARIABLE = "STEPFORGE_CLIENT_CERT"
+CLIENT_KEY_VARIABLE = "STEPFORGE_CLIENT_KEY"
 # Unary calls that do no heavy work answer well within this.
 _CALL_TIMEOUT_S = 30.0
 # The build service answers as soon as a build ends, waiting at most this long
@@ -52,19 +55,35 @@ class StepforgeSdk(PipelineCalls):
     """A connection to one Stepforge environment.
 
     Args:
-        environment_url: `host:port` of the suite; STEPFORGE_ENVIRONMENT_URL
-            when None.
+        environment_url: `grpcs://host:port` of the suite (TLS), or `host:port`
+            for one served in plaintext; STEPFORGE_ENVIRONMENT_URL when None.
         sdk_token: the environment's token; STEPFORGE_SDK_TOKEN when None.
+        ca_cert: PEM file of the authority that signed the suite's certificate
+            (`stepforge up` writes it as STEPFORGE_CA_CERT); the system's
+            roots when None and the variable is unset.
+        client_cert, client_key: PEM files of a client certificate, for a
+            suite that requires one; STEPFORGE_CLIENT_CERT/_KEY when None.
     """
 
     def __init__(
-        self, environment_url: str | None = None, sdk_token: str | None = None
+        self,
+        environment_url: str | None = None,
+        sdk_token: str | None = None,
+        *,
+        ca_cert: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ) -> None:
         url = _setting(environment_url, "environment_url", ENVIRONMENT_URL_VARIABLE)
         token = _setting(sdk_token, "sdk_token", SDK_TOKEN_VARIABLE)
         self.environment_url = url
         self._metadata = (("authorization", f"Bearer {token}"),)
-        self._channel = open_channel(url)
+        self._channel = open_channel(
+            url,
+            ca_cert=ca_cert or os.environ.get(CA_CERT_VARIABLE),
+            client_cert=client_cert or os.environ.get(CLIENT_CERT_VARIABLE),
+            client_key=client_key or os.environ.get(CLIENT_KEY_VARIABLE),
+        )
         self._registry = registry_pb2_grpc.RegistryServiceStub(self._channel)
         self._build = build_pb2_grpc.BuildServiceStub(self._channel)
         self._execution = execution_pb2_grpc.ExecutionServiceStub(self._channel)
