@@ -11,7 +11,11 @@ from datetime import timedelta
 import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
-from stepforge.services.core.auth import bearer_token, current_environment
+from stepforge.services.core.auth import (
+    bearer_token,
+    current_environment,
+    current_principal,
+)
 from stepforge.services.core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -129,6 +133,9 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
             execution.timeout.FromTimedelta(
                 timeout or timedelta(seconds=DEFAULT_TIMEOUT_S)
             )
+            # Fixed when accepted: a later change of the environment's limits
+            # applies to later runs only.
+            execution.limits.CopyFrom(current_principal().limits)
             for key, value in checked.values.items():
                 execution.inputs[key].CopyFrom(value)
             for key, stored_file in files.items():
