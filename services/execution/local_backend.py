@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,6 +24,7 @@ from stepforge.services.core.names import short_name
 from stepforge.services.core.object_store import ObjectStore
 from stepforge.services.execution.gpus import GpuAllocator, cuda_visible_devices
 from stepforge.services.execution.lifecycle import SYSTEM, Lifecycle
+from stepforge.services.execution.limits import Limits, OutputBudget, effective_limits
 from stepforge.services.execution.logs import LogBook
 from stepforge.services.execution.object_keys import input_key, output_key
 from stepforge.services.execution.store import StoredExecution
@@ -36,6 +38,9 @@ DEFAULT_TIMEOUT_S = 3600.0
 TERMINATE_GRACE_S = 3.0
 INTERRUPTED_REASON = "interrupted by a restart of the execution service"
 STOPPED_REASON = "stopped with the execution service"
+# Lines are read in pieces of at most this, so a step that writes without
+# newlines cannot make the executor hold its whole output at once.
+READ_CHUNK_BYTES = 1024 * 1024
 
 # (runtime_id, archive_sha256) -> (interpreter of the step's environment, code folder)
 RuntimeLocator = Callable[[str, str], tuple[Path, Path]]
@@ -47,6 +52,8 @@ class LocalBackendSettings:
     max_concurrent: int = field(default_factory=lambda: os.cpu_count() or 1)
     # Run GPU steps on the CPU, with a warning in their logs, on a host with no GPU.
     gpu_fallback_to_cpu: bool = False
+    # What an execution's zero limits become; None for the platform's defaults.
+    default_limits: Limits | None = None
 
 
 class LocalBackend:
@@ -125,7 +132,7 @@ class LocalBackend:
         if cancelled is not None:
             cancelled.set()
         if process is not None:
-            threading.Thread(target=_terminate, args=(process,), daemon=True).start()
+            _terminate_in_background(process)
         return cancelled is not None
 
     def recover(self, active: list[StoredExecution]) -> None:
@@ -230,6 +237,13 @@ class LocalBackend:
         name = execution.name
         run_dir = self._run_dir(name)
         try:
+            limits = effective_limits(execution.limits, self._settings.default_limits)
+        except ValueError as error:
+            self._finish(name, execution_pb2.EXECUTION_STATUS_FAILED, str(error))
+            return
+        # CUDA reserves far more address space than any useful memory limit.
+        limit_memory = gpu is None
+        try:
             python, code = self._locate_runtime(step.runtime_id, step.archive_sha256)
             if cancelled.is_set() or not self._lifecycle.mark_running(
                 name, [] if gpu is None else [str(gpu)]
@@ -242,7 +256,10 @@ class LocalBackend:
                 f"running {step.name} with {python}"
                 + (f" on GPU {gpu}" if gpu is not None else ""),
             )
-            spec_path = self._prepare(run, run_dir, code)
+            self._logs.write(name, SYSTEM, f"limits: {limits.describe(limit_memory)}")
+            spec_path = self._prepare(
+                run, run_dir, code, limits.for_runner(limit_memory)
+            )
             process = subprocess.Popen(
                 [str(python), "-u", str(RUNNER), str(spec_path)],
                 cwd=run_dir / "work",
@@ -253,12 +270,26 @@ class LocalBackend:
                 start_new_session=True,
             )
             (run_dir / "pid").write_text(str(process.pid))
-            timed_out = self._supervise(name, process, cancelled, _timeout_s(execution))
-            self._conclude(run, run_dir, process, cancelled.is_set(), timed_out)
+            output = OutputBudget(
+                limits.output_bytes,
+                on_exceeded=partial(_terminate_in_background, process),
+            )
+            timed_out = self._supervise(
+                name, process, cancelled, _timeout_s(execution), output
+            )
+            self._conclude(
+                run, run_dir, process, limits, cancelled.is_set(), timed_out, output
+            )
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
 
-    def _prepare(self, run: StoredExecution, run_dir: Path, code: Path) -> Path:
+    def _prepare(
+        self,
+        run: StoredExecution,
+        run_dir: Path,
+        code: Path,
+        runner_limits: dict[str, int],
+    ) -> Path:
         """Lays out the run folder: a private copy of the code to work in, the
         inputs, the output folder and the runner's spec."""
         execution, step = run.execution, run.step
@@ -314,6 +345,7 @@ class LocalBackend:
             "output_dir": str(run_dir / "outputs"),
             "result_path": str(run_dir / "result.json"),
             "max_json_bytes": MAX_JSON_VALUE_BYTES,
+            "limits": runner_limits,
         }
         spec_path = run_dir / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -325,11 +357,14 @@ class LocalBackend:
         process: subprocess.Popen[bytes],
         cancelled: threading.Event,
         timeout_s: float,
+        output: OutputBudget,
     ) -> bool:
         """Streams the process's output to the log until it ends; True when it
         was stopped for running past `timeout_s`."""
         readers = [
-            threading.Thread(target=self._pump, args=(name, stream, kind), daemon=True)
+            threading.Thread(
+                target=self._pump, args=(name, stream, kind, output), daemon=True
+            )
             for stream, kind in (
                 (process.stdout, execution_pb2.LOG_STREAM_STDOUT),
                 (process.stderr, execution_pb2.LOG_STREAM_STDERR),
@@ -356,22 +391,34 @@ class LocalBackend:
             reader.join(timeout=5)
         return timed_out
 
-    def _pump(self, name: str, stream: IO[bytes] | None, kind: int) -> None:
+    def _pump(
+        self, name: str, stream: IO[bytes] | None, kind: int, output: OutputBudget
+    ) -> None:
+        """Stores each line of `stream` until the step's output passes its
+        limit, then reads on without storing, so the step never blocks on a
+        full pipe before it is killed."""
         if stream is None:
             return
         with stream:
-            for raw in stream:
-                self._logs.write(
-                    name, kind, raw.decode("utf-8", "replace").rstrip("\r\n")
-                )
+            continues_line = False
+            while raw := stream.readline(READ_CHUNK_BYTES):
+                # The rest of a line longer than a chunk is counted, not stored:
+                # the log cuts such a line anyway.
+                if output.spend(len(raw)) and not continues_line:
+                    self._logs.write(
+                        name, kind, raw.decode("utf-8", "replace").rstrip("\r\n")
+                    )
+                continues_line = not raw.endswith(b"\n")
 
     def _conclude(
         self,
         run: StoredExecution,
         run_dir: Path,
         process: subprocess.Popen[bytes],
+        limits: Limits,
         cancelled: bool,
         timed_out: bool,
+        output: OutputBudget,
     ) -> None:
         name = run.execution.name
         if cancelled:
@@ -383,6 +430,20 @@ class LocalBackend:
                 name,
                 execution_pb2.EXECUTION_STATUS_FAILED,
                 f"timed out after {limit:g} s",
+            )
+            return
+        if output.exceeded:
+            self._finish(
+                name,
+                execution_pb2.EXECUTION_STATUS_FAILED,
+                f"the step wrote more than its output limit of {output.limit} bytes",
+            )
+            return
+        if process.returncode == -signal.SIGXCPU:
+            self._finish(
+                name,
+                execution_pb2.EXECUTION_STATUS_FAILED,
+                f"the step used more than its CPU time limit of {limits.cpu_seconds} s",
             )
             return
         result_path = run_dir / "result.json"
@@ -474,6 +535,10 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         pass
     _kill_group(process)
+
+
+def _terminate_in_background(process: subprocess.Popen[bytes]) -> None:
+    threading.Thread(target=_terminate, args=(process,), daemon=True).start()
 
 
 def _kill_leftover(run_dir: Path) -> None:

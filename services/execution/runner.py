@@ -2,10 +2,11 @@
 
 The executor starts this file as a script with the step's interpreter,
 ``<venv>/bin/python -u runner.py SPEC_JSON``, from a working directory holding a
-copy of the step's code. It calls the function the spec names, writes the
-outputs and a result file, and exits 0 (succeeded), 1 (the step failed) or 2
-(the runner was misused). Steps choose their Python, so this file imports only
-the standard library and must run on Python 3.8 and later.
+copy of the step's code. It holds its own process to the spec's limits, calls
+the function the spec names, writes the outputs and a result file, and exits 0
+(succeeded), 1 (the step failed) or 2 (the runner was misused). Steps choose
+their Python, so this file imports only the standard library and must run on
+Python 3.8 and later.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ EXIT_FAILED = 1
 EXIT_MISUSED = 2
 
 CHUNK_SIZE = 1024 * 1024
+# The largest value setrlimit takes from Python: a C long long.
+_MAX_LIMIT = 2**63 - 1
+# Spec key, resource name, and how far the hard limit sits above the soft one:
+# CPU time gets a few seconds so the kernel's SIGXCPU comes before its SIGKILL.
+_RLIMITS = (
+    ("memory_bytes", "RLIMIT_AS", 0),
+    ("cpu_seconds", "RLIMIT_CPU", 5),
+    ("open_files", "RLIMIT_NOFILE", 0),
+)
 _REASON_LIMIT = 500
 _FALLBACK_MODULE = "__stepforge_step__"
 _SPEC_TYPES = {str: "a string", int: "an integer", dict: "an object", list: "an array"}
@@ -65,22 +75,26 @@ def main(argv: Sequence[str]) -> int:
         if result_path is not None:
             _finish(result_path, _failed(str(exc), "SpecError"), EXIT_MISUSED)
         return EXIT_MISUSED
+    # Before the step's code is imported, so none of it runs unlimited.
+    limits = _apply_limits(spec.limits) if spec.limits is not None else None
     try:
         outputs = _run(spec, kwargs)
     except _StepFailed as failure:
-        result = _failed(failure.reason, failure.error_type)
+        result = _failed(_reason(failure, limits), failure.error_type)
         _say(f"the step failed: {result['reason']}")
-        return _finish(spec.result_path, result, EXIT_FAILED)
+        exit_status = EXIT_FAILED
     except KeyboardInterrupt:
+        _release(streams, limits)
         interrupted = _failed("the step was interrupted", "KeyboardInterrupt")
         _finish(spec.result_path, interrupted, EXIT_FAILED)
         raise
+    else:
+        result = {"status": "succeeded", "outputs": outputs}
+        exit_status = EXIT_SUCCEEDED
     finally:
         # After the outputs, not the call: a step may return an input as output.
-        for stream in streams:
-            stream.close()
-    succeeded = {"status": "succeeded", "outputs": outputs}
-    return _finish(spec.result_path, succeeded, EXIT_SUCCEEDED)
+        _release(streams, limits)
+    return _finish(spec.result_path, result, exit_status)
 
 
 class _SpecError(Exception):
@@ -97,6 +111,20 @@ class _StepFailed(Exception):
 class _OutputError(_StepFailed):
     def __init__(self, reason: str) -> None:
         super().__init__(reason, "OutputError")
+
+
+class _Limits:
+    """The limits this process runs under, and a descriptor held back so the
+    runner can still write the result after the step used up its own."""
+
+    def __init__(self, applied: dict[str, int], spare: int | None) -> None:
+        self.applied = applied
+        self._spare = spare
+
+    def release_spare(self) -> None:
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
 
 
 class _Output:
@@ -119,6 +147,7 @@ class _Spec:
         "output_dir",
         "result_path",
         "max_json_bytes",
+        "limits",
     )
 
     def __init__(
@@ -130,6 +159,7 @@ class _Spec:
         output_dir: str,
         result_path: str,
         max_json_bytes: int,
+        limits: dict[str, int] | None,
     ) -> None:
         self.function_path = function_path
         self.function_name = function_name
@@ -138,6 +168,7 @@ class _Spec:
         self.output_dir = output_dir
         self.result_path = result_path
         self.max_json_bytes = max_json_bytes
+        self.limits = limits
 
 
 def _read_spec(path: str) -> dict[str, Any]:
@@ -187,7 +218,62 @@ def _parse_spec(raw: dict[str, Any]) -> _Spec:
         output_dir=output_dir,
         result_path=os.path.abspath(_field(raw, "result_path", str, "spec")),
         max_json_bytes=limit,
+        limits=_parse_limits(raw["limits"]) if "limits" in raw else None,
     )
+
+
+def _parse_limits(raw: Any) -> dict[str, int]:
+    if not isinstance(raw, dict):
+        raise _SpecError("spec field 'limits' must be an object")
+    known = [key for key, _, _ in _RLIMITS]
+    for key, value in raw.items():
+        if key not in known:
+            raise _SpecError(
+                f"spec 'limits' has no field {key!r}; known: {', '.join(known)}"
+            )
+        if type(value) is not int or not 0 < value <= _MAX_LIMIT:
+            raise _SpecError(
+                f"spec 'limits' field {key!r} must be an integer from 1 to "
+                f"{_MAX_LIMIT}, not {value!r}"
+            )
+    return dict(raw)
+
+
+def _apply_limits(limits: dict[str, int]) -> _Limits:
+    """Lowers soft and hard limits together, so the step cannot raise them
+    again; a hard limit already below the request is kept."""
+    import resource
+
+    # Taken before the limit, which may already be below what is open.
+    spare = os.open(os.devnull, os.O_RDONLY) if "open_files" in limits else None
+    applied: dict[str, int] = {}
+    for key, name, grace in _RLIMITS:
+        if key not in limits:
+            continue
+        which = getattr(resource, name)
+        hard_now = resource.getrlimit(which)[1]
+        soft, hard = limits[key], min(limits[key] + grace, _MAX_LIMIT)
+        if hard_now != resource.RLIM_INFINITY and hard_now < hard:
+            soft, hard = min(soft, hard_now), hard_now
+        if soft < limits[key]:
+            _say(f"limit {key} is {soft}, not {limits[key]}: the host allows no more")
+        resource.setrlimit(which, (soft, hard))
+        applied[key] = soft
+    return _Limits(applied, spare)
+
+
+def _reason(failure: _StepFailed, limits: _Limits | None) -> str:
+    memory = limits.applied.get("memory_bytes") if limits else None
+    if failure.error_type != "MemoryError" or memory is None:
+        return failure.reason
+    return f"MemoryError: the step used more than its memory limit of {memory} bytes"
+
+
+def _release(streams: list[BinaryIO], limits: _Limits | None) -> None:
+    for stream in streams:
+        stream.close()
+    if limits is not None:
+        limits.release_spare()
 
 
 def _parse_output(item: Any, index: int) -> _Output:
@@ -315,18 +401,38 @@ def _module_name(function_path: str) -> str:
 
 def _step_raised(exc: BaseException, context: str = "") -> _StepFailed:
     """Log what the step's code raised and turn it into a failure."""
-    import traceback
-
-    traceback.print_exception(type(exc), exc, exc.__traceback__)
     if isinstance(exc, SystemExit):
-        return _StepFailed(f"{context}the step called exit({exc.code!r})", "SystemExit")
+        failure = _StepFailed(
+            f"{context}the step called exit({exc.code!r})", "SystemExit"
+        )
+    else:
+        try:
+            message = str(exc)
+        except Exception:
+            message = "<unprintable message>"
+        name = type(exc).__name__
+        reason = f"{name}: {message}" if message else name
+        failure = _StepFailed(context + reason, name)
+    # A step that ran into its memory or open-files limit still holds what it
+    # took through its frames; printing the traceback needs some of it back.
+    _clear_frames(exc.__traceback__)
     try:
-        message = str(exc)
-    except Exception:
-        message = "<unprintable message>"
-    name = type(exc).__name__
-    reason = f"{name}: {message}" if message else name
-    return _StepFailed(context + reason, name)
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__)
+    except (MemoryError, OSError) as error:
+        _say(f"cannot print the step's traceback: {type(error).__name__}")
+    return failure
+
+
+def _clear_frames(tb: Any) -> None:
+    while tb is not None:
+        try:
+            tb.tb_frame.clear()
+        except RuntimeError:
+            # A frame still running: the runner's own.
+            pass
+        tb = tb.tb_next
 
 
 def _collect_outputs(returned: Any, spec: _Spec) -> dict[str, Any]:

@@ -76,6 +76,36 @@ def stamp(label):
     started = time.time()
     time.sleep(0.2)
     return {"label": label, "started": started, "ended": time.time()}
+
+
+def floods(size, marker):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(marker, "w") as out:
+        out.write(str(child.pid))
+    line = "x" * 1023
+    for _ in range(int(size) // 1024):
+        print(line)
+    time.sleep(600)
+    return {}
+
+
+def allocates(megabytes):
+    held = bytearray(int(megabytes) * 1024 * 1024)
+    return {"size": len(held)}
+
+
+def spins():
+    while True:
+        pass
+
+
+def rlimits():
+    import resource
+
+    return {
+        "memory": resource.getrlimit(resource.RLIMIT_AS)[0],
+        "open_files": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
 """
 
 
