@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -34,6 +35,13 @@ ENVIRONMENT_URL = "STEPFORGE_ENVIRONMENT_URL"
 SDK_TOKEN = "STEPFORGE_SDK_TOKEN"
 ADMIN_TOKEN = "STEPFORGE_ADMIN_TOKEN"
 CA_CERT = "STEPFORGE_CA_CERT"
+# A peer that comes back is reconnected within a second, not after gRPC's
+# default backoff of up to two minutes.
+PEER_CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 CLIENT_CERT = "STEPFORGE_CLIENT_CERT"
 CLIENT_KEY = "STEPFORGE_CLIENT_KEY"
 # Only the services may call these, with the service credential.
@@ -75,8 +83,10 @@ class RunningSuite:
 def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSuite:
     """Starts `services` in one server on `config.address`.
 
-    Co-hosted services still reach each other through gRPC on this server's
-    own port, so both layouts run the same code.
+    Co-hosted services still reach each other through gRPC, so both layouts run
+    the same code: through a second server on a private loopback port, with
+    threads of its own, so that a burst of users' calls, each waiting on a
+    call to a peer, cannot take every thread those peer calls need.
     """
     unknown = sorted(set(services) - set(SERVICES))
     if unknown:
@@ -95,13 +105,9 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
         resolver = CachingTokenResolver(remote.authenticate)
 
     server = create_server(resolver, service_token, INTERNAL_SERVICES)
-    if config.tls is not None:
-        port = server.add_secure_port(config.address, server_credentials(config.tls))
-    else:
-        port = server.add_insecure_port(config.address)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.address}")
-    own_url = f"127.0.0.1:{port}"
+    port = _listen(server, config.address, config.tls)
+    peers = create_server(resolver, service_token, INTERNAL_SERVICES)
+    own_url = f"127.0.0.1:{_listen(peers, '127.0.0.1:0', config.tls)}"
     env_file = None
     if registry_parts is not None:
         env_file = _write_environment(registry_parts, data_dir, config, port)
@@ -140,9 +146,13 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
             )
         )
 
-    add_services(server, [item for part in parts for item in part.registrations])
+    registrations = [item for part in parts for item in part.registrations]
+    add_services(server, registrations)
+    add_services(peers, registrations)
+    peers.start()
     server.start()
-    closers = [channel.close for channel in channels]
+    closers: list[Callable[[], None]] = [partial(_stop, peers)]
+    closers += [channel.close for channel in channels]
     closers += [close for part in parts for close in part.closers]
     suite = RunningSuite(server, port, data_dir, env_file, closers)
     logger.info("serving %s on %s:%d", ", ".join(services), config.host, port)
@@ -150,6 +160,20 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
         for hook in part.on_started:
             hook()
     return suite
+
+
+def _stop(server: grpc.Server) -> None:
+    server.stop(1.0).wait()
+
+
+def _listen(server: grpc.Server, address: str, tls: TlsSettings | None) -> int:
+    if tls is not None:
+        port = server.add_secure_port(address, server_credentials(tls))
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    return port
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
@@ -229,8 +253,10 @@ def _peer_channel(
 ) -> grpc.Channel:
     """A channel to another service, over TLS whenever this server uses it."""
     if tls is None:
-        channel = grpc.insecure_channel(url)
+        channel = grpc.insecure_channel(url, PEER_CHANNEL_OPTIONS)
     else:
-        channel = grpc.secure_channel(url, service_channel_credentials(tls))
+        channel = grpc.secure_channel(
+            url, service_channel_credentials(tls), PEER_CHANNEL_OPTIONS
+        )
     channels.append(channel)
     return channel

@@ -63,6 +63,10 @@ def build_parts(
     stop_collecting = threading.Event()
 
     def recover() -> None:
+        # No build runs yet: what these folders hold was left by a crash.
+        for folder in (build_dir / "uploads", build_dir / "scratch"):
+            for leftover in folder.glob("*") if folder.is_dir() else ():
+                leftover.unlink(missing_ok=True)
         resumed = runner.resume_pending()
         if resumed:
             logger.info("resumed %d interrupted builds", resumed)

@@ -7,6 +7,7 @@ registry confines them to that user's environment.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,9 @@ from stepforge.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 _T = TypeVar("_T")
 # Every internal call has a deadline, so a stuck registry cannot hold a thread.
 CALL_TIMEOUT_S = 10.0
+# Waits before the further attempts of an idempotent call: a registry that is
+# restarting gets about a second to come back before callers see UNAVAILABLE.
+RETRY_DELAYS_S = (0.05, 0.15, 0.45)
 
 
 class RegistryClient:
@@ -66,17 +70,18 @@ class RegistryClient:
             environment=environment, step=step, origin=origin
         )
         request.container_config_mask.paths.extend(mask_paths)
-        return self._call(self._internal.RegisterStep, request)
+        return self._call(self._internal.RegisterStep, request, idempotent=False)
 
     def update_step_build(
         self, request: registry_pb2.UpdateStepBuildRequest
     ) -> common_pb2.Step:
-        return self._call(self._internal.UpdateStepBuild, request)
+        return self._call(self._internal.UpdateStepBuild, request, idempotent=False)
 
     def abandon_step(self, environment: str, name: str) -> None:
         self._call(
             self._internal.AbandonStep,
             registry_pb2.AbandonStepRequest(environment=environment, name=name),
+            idempotent=False,
         )
 
     def get_pipeline(self, user_token: str, name: str) -> registry_pb2.Pipeline:
@@ -124,17 +129,30 @@ class RegistryClient:
         return set(answer.archive_sha256)
 
     def _call(
-        self, method: Callable[..., _T], request: Any, *, user_token: str | None = None
+        self,
+        method: Callable[..., _T],
+        request: Any,
+        *,
+        user_token: str | None = None,
+        idempotent: bool = True,
     ) -> _T:
+        """Calls the registry; an idempotent call is tried again, with backoff,
+        while the registry is unavailable."""
         metadata = (
             (("authorization", f"Bearer {user_token}"),)
             if user_token is not None
             else self._service_metadata
         )
-        try:
-            return method(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
-        except grpc.RpcError as error:
-            raise self._translate(error) from None
+        delays = RETRY_DELAYS_S if idempotent else ()
+        for delay in (*delays, None):
+            try:
+                return method(request, metadata=metadata, timeout=CALL_TIMEOUT_S)
+            except grpc.RpcError as error:
+                retry = error.code() == grpc.StatusCode.UNAVAILABLE
+                if delay is None or not retry:
+                    raise self._translate(error) from None
+            time.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _translate(self, error: grpc.RpcError) -> ServiceError:
         translated = from_peer_error(error)

@@ -17,6 +17,7 @@ from stepforge.services.core.limits import CHUNK_BYTES
 
 # A chunk plus its envelope must fit; nothing else is larger.
 MAX_MESSAGE_BYTES = 4 * CHUNK_BYTES
+MAX_CONCURRENT_RPCS = 1000
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,14 @@ def create_server(
     service_only: frozenset[str],
     *,
     max_workers: int = 32,
+    max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
 ) -> grpc.Server:
     """Builds a server with no services yet; bind it, then `add_services`."""
     return grpc.server(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        # Past this many calls in flight a server answers RESOURCE_EXHAUSTED
+        # at once, rather than queueing without bound.
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
         interceptors=[
             ErrorTranslationInterceptor(),
             AuthInterceptor(resolve_user_token, service_token, service_only),

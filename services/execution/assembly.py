@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 
@@ -9,6 +12,7 @@ from stepforge.services.core.object_store import ObjectStore
 from stepforge.services.core.registry_client import RegistryClient
 from stepforge.services.core.server import Registration, ServiceParts
 from stepforge.services.execution.build_client import BuildClient
+from stepforge.services.execution.garbage import collect_orphan_files
 from stepforge.services.execution.gpus import GpuAllocator, discover_gpus
 from stepforge.services.execution.lifecycle import Lifecycle
 from stepforge.services.execution.local_backend import (
@@ -19,6 +23,11 @@ from stepforge.services.execution.logs import LogBook
 from stepforge.services.execution.service import ExecutionServicer
 from stepforge.services.execution.store import ExecutionStore
 from stepforge.v1 import execution_pb2, execution_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+GC_INTERVAL_S = 600.0
+GC_GRACE = timedelta(minutes=10)
 
 
 def execution_parts(
@@ -48,6 +57,17 @@ def execution_parts(
         gpus,
     )
     servicer = ExecutionServicer(registry, store, logs, lifecycle, backend, objects)
+    stop_collecting = threading.Event()
+
+    def recover() -> None:
+        servicer.recover()
+        threading.Thread(
+            target=_collect_periodically,
+            args=(objects, store, stop_collecting),
+            name="execution-gc",
+            daemon=True,
+        ).start()
+
     return ServiceParts(
         registrations=[
             Registration(
@@ -57,7 +77,19 @@ def execution_parts(
                 execution_pb2.DESCRIPTOR.services_by_name["ExecutionService"].full_name,
             )
         ],
-        on_started=[servicer.recover],
+        on_started=[recover],
         # Closed in reverse: the backend stops its runs before logs and store close.
-        closers=[store.close, logs.stop, backend.shutdown],
+        closers=[store.close, logs.stop, backend.shutdown, stop_collecting.set],
     )
+
+
+def _collect_periodically(
+    objects: ObjectStore, store: ExecutionStore, stop: threading.Event
+) -> None:
+    while True:
+        try:
+            collect_orphan_files(objects, store, GC_GRACE)
+        except Exception:
+            logger.exception("collecting orphan execution files failed; retrying later")
+        if stop.wait(GC_INTERVAL_S):
+            return

@@ -38,9 +38,10 @@ class S3Endpoint:
 
 
 @contextmanager
-def running_s3_server() -> Iterator[S3Endpoint]:
-    """Starts moto on a free loopback port; stops it when the block ends."""
-    port = free_port()
+def running_s3_server(port: int | None = None) -> Iterator[S3Endpoint]:
+    """Starts moto on `port` (a free loopback port when None); stops it when
+    the block ends."""
+    port = port or free_port()
     # A file, not a pipe, takes the server's request log: an unread pipe would
     # fill and stall the server.
     with tempfile.TemporaryFile() as log:

@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,8 @@ def running_suite(
 class SuiteProcess:
     process: subprocess.Popen[str]
     env: dict[str, str]
+    # The last lines the suite printed, for a failing test to show.
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=200))
 
     def sdk(self, *, admin: bool = False) -> StepforgeSdk:
         """An SDK signed in as the env file says, trusting the suite's TLS."""
@@ -115,11 +119,26 @@ def suite_process(data_dir: Path, port: int, *extra: str) -> Iterator[SuiteProce
     handle = SuiteProcess(process, {})
     try:
         handle.env = _wait_for_env(process, env_file, port)
+        # The suite logs every request it accepts; a pipe nobody reads would
+        # fill up and stop it at its next log line.
+        drain = threading.Thread(
+            target=_keep_tail, args=(process, handle.output), daemon=True
+        )
+        drain.start()
         yield handle
     finally:
         handle.stop()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def _keep_tail(process: subprocess.Popen[str], tail: deque[str]) -> None:
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            tail.append(line)
+    except ValueError:
+        return  # the pipe was closed while the suite stopped
 
 
 def _wait_for_env(
