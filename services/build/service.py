@@ -13,6 +13,7 @@ from stepforge.services.build.build_runner import BuildRunner
 from stepforge.services.build.interpreters import find_python
 from stepforge.services.build.upload import archive_key, receive_archive
 from stepforge.services.core.auth import bearer_token, current_environment
+from stepforge.services.core.durations import duration_seconds
 from stepforge.services.core.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -115,15 +116,15 @@ class BuildServicer(build_pb2_grpc.BuildServiceServicer):
     def WaitStepBuild(
         self, request: build_pb2.WaitStepBuildRequest, context: grpc.ServicerContext
     ) -> common_pb2.Step:
+        timeout_s = duration_seconds(request.timeout)
+        if not 0 <= timeout_s <= MAX_WAIT_S:
+            raise InvalidArgument("timeout", f"must be between 0 and {MAX_WAIT_S:g} s")
         token = bearer_token(context.invocation_metadata()) or ""
         step = self._registry.get_step(token, request.name)
         if step.status != common_pb2.STEP_STATUS_PENDING:
             return step
-        timeout_s = request.timeout.ToTimedelta().total_seconds()
-        if timeout_s < 0:
-            raise InvalidArgument("timeout", "must not be negative")
         environment = current_environment()
-        self._runner.wait(environment, request.name, min(timeout_s, MAX_WAIT_S))
+        self._runner.wait(environment, request.name, timeout_s)
         return self._registry.get_step(token, request.name)
 
     def ListLanguages(

@@ -143,6 +143,9 @@ class AuthInterceptor(ServerInterceptor):
         is_service = hmac.compare_digest(token.encode(), self._service_token)
         if needs_service:
             if not is_service:
+                # An unknown or revoked token is UNAUTHENTICATED here as
+                # anywhere; only a valid user token is told it may not.
+                self._resolve_user_token(token)
                 raise PermissionDenied(
                     "authorization: this service is for Stepforge services only"
                 )

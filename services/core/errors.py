@@ -88,15 +88,24 @@ class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+# A status travels in trailers, which gRPC caps at 16 KiB: messages and
+# details that echo a caller's values are cut to fit, whatever those values.
+MAX_MESSAGE_CHARS = 1000
+MAX_VIOLATIONS = 20
+MAX_FIELD_CHARS = 200
+MAX_DESCRIPTION_CHARS = 300
+
+
 def to_status(error: ServiceError) -> grpc.Status:
     """Builds the status for `error`, with BadRequest details when it has violations."""
     details = []
-    violations = error.violations
+    violations = error.violations[:MAX_VIOLATIONS]
     if violations:
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
+                    field=_cut(v.field, MAX_FIELD_CHARS),
+                    description=_cut(v.description, MAX_DESCRIPTION_CHARS),
                 )
                 for v in violations
             ]
@@ -106,10 +115,14 @@ def to_status(error: ServiceError) -> grpc.Status:
         details.append(packed)
     status = status_pb2.Status(
         code=getattr(code_pb2, error.code.name),
-        message=error.message,
+        message=_cut(error.message, MAX_MESSAGE_CHARS),
         details=details,
     )
     return rpc_status.to_status(status)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def abort_with(context: grpc.ServicerContext, error: ServiceError) -> None:

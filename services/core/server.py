@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from stepforge.services.core.auth import AuthInterceptor, TokenResolver
 from stepforge.services.core.error_translation import ErrorTranslationInterceptor
 from stepforge.services.core.limits import CHUNK_BYTES
+from stepforge.services.core.request_parsing import RequestParsingInterceptor
 
 # A chunk plus its envelope must fit; nothing else is larger.
 MAX_MESSAGE_BYTES = 4 * CHUNK_BYTES
@@ -55,6 +56,7 @@ def create_server(
         interceptors=[
             ErrorTranslationInterceptor(),
             AuthInterceptor(resolve_user_token, service_token, service_only),
+            RequestParsingInterceptor(),
         ],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

@@ -18,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from stepforge.services.core.durations import duration_seconds
 from stepforge.services.core.languages import find_language
 from stepforge.services.core.limits import MAX_JSON_VALUE_BYTES
 from stepforge.services.core.names import short_name
@@ -508,7 +509,7 @@ def _step_environment(
 
 
 def _timeout_s(execution: execution_pb2.Execution) -> float:
-    seconds = execution.timeout.ToTimedelta().total_seconds()
+    seconds = duration_seconds(execution.timeout)
     return seconds if seconds > 0 else DEFAULT_TIMEOUT_S
 
 

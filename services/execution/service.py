@@ -16,6 +16,7 @@ from stepforge.services.core.auth import (
     current_environment,
     current_principal,
 )
+from stepforge.services.core.durations import duration_seconds
 from stepforge.services.core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -95,8 +96,8 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         header = first.header
         if parse_resource_name(PIPELINES, header.pipeline) is None:
             raise InvalidArgument("header.pipeline", resource_rule(PIPELINES))
-        timeout = header.timeout.ToTimedelta()
-        if timeout < timedelta(0) or timeout > MAX_TIMEOUT:
+        timeout_s = duration_seconds(header.timeout)
+        if not 0 <= timeout_s <= MAX_TIMEOUT.total_seconds():
             raise InvalidArgument(
                 "header.timeout", f"must be between 0 and {MAX_TIMEOUT}"
             )
@@ -131,7 +132,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
                 create_time=_now(),
             )
             execution.timeout.FromTimedelta(
-                timeout or timedelta(seconds=DEFAULT_TIMEOUT_S)
+                timedelta(seconds=timeout_s or DEFAULT_TIMEOUT_S)
             )
             # Fixed when accepted: a later change of the environment's limits
             # applies to later runs only.
@@ -162,13 +163,13 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     def WaitExecution(
         self, request: execution_pb2.WaitExecutionRequest, context: grpc.ServicerContext
     ) -> execution_pb2.Execution:
+        wait_s = duration_seconds(request.timeout)
+        if not 0 <= wait_s <= MAX_WAIT_S:
+            raise InvalidArgument("timeout", f"must be between 0 and {MAX_WAIT_S:g} s")
         execution = self._own(request.name).execution
         if execution.status not in ACTIVE_STATUSES:
             return execution
-        wait_s = request.timeout.ToTimedelta().total_seconds()
-        if wait_s < 0:
-            raise InvalidArgument("timeout", "must not be negative")
-        self._lifecycle.wait(request.name, min(wait_s, MAX_WAIT_S))
+        self._lifecycle.wait(request.name, wait_s)
         return self._own(request.name).execution
 
     def ListExecutions(
@@ -322,8 +323,10 @@ def _decode_page_token(token: str) -> int | None:
     if not token:
         return None
     try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
+        seq = int(base64.urlsafe_b64decode(token.encode()).decode())
     except ValueError:
-        raise InvalidArgument(
-            "page_token", "is not a token this service issued"
-        ) from None
+        seq = 0
+    # Row numbers are positive and fit SQLite's 64-bit integers.
+    if not 0 < seq < 2**63:
+        raise InvalidArgument("page_token", "is not a token this service issued")
+    return seq

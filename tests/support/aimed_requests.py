@@ -109,12 +109,12 @@ def aimed_hints(rpc: ReflectedRpc, existing: dict[str, str]) -> Hints:
         ),
         "repository_url": st.one_of(
             st.sampled_from(LOCAL_REPOSITORY_URLS),
-            texts().filter(lambda text: ":" not in text),
+            texts().map(lambda text: text.replace(":", "")),
         ),
         # Never the archive's main.py, which pip would be asked to read.
         "requirements_path": st.one_of(
             st.sampled_from(["requirements.txt", "../requirements.txt"]),
-            texts().filter(lambda text: text != "main.py"),
+            texts().map(lambda text: "" if text == "main.py" else text),
         ),
         "archive_chunk": st.one_of(st.just(code_archive()), st.binary(max_size=300)),
         "input_name": inputs,
