@@ -15,7 +15,11 @@ import grpc
 from stepforge.services.build.assembly import build_parts
 from stepforge.services.config import ServerConfig, load_service_token
 from stepforge.services.core.auth import CachingTokenResolver, TokenResolver
-from stepforge.services.core.object_store import open_object_store
+from stepforge.services.core.object_store import (
+    LocalObjectStore,
+    ObjectStore,
+    open_object_store,
+)
 from stepforge.services.core.registry_client import RegistryClient
 from stepforge.services.core.server import ServiceParts, add_services, create_server
 from stepforge.services.core.tls import (
@@ -143,6 +147,7 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
                 objects,  # type: ignore[arg-type]
                 max_concurrent=config.max_executions,
                 gpu_fallback_to_cpu=config.gpu_fallback_to_cpu,
+                hidden_roots=_hidden_roots(objects, data_dir),
             )
         )
 
@@ -160,6 +165,15 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
         for hook in part.on_started:
             hook()
     return suite
+
+
+def _hidden_roots(objects: ObjectStore | None, data_dir: Path) -> list[Path]:
+    """What steps must not see: the data folder, and a local object store
+    wherever it is."""
+    roots = [data_dir]
+    if isinstance(objects, LocalObjectStore) and data_dir not in objects.root.parents:
+        roots.append(objects.root)
+    return roots
 
 
 def _stop(server: grpc.Server) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -38,6 +39,7 @@ def execution_parts(
     *,
     max_concurrent: int,
     gpu_fallback_to_cpu: bool,
+    hidden_roots: Sequence[Path],
 ) -> ServiceParts:
     execution_dir = data_dir / "execution"
     store = ExecutionStore(execution_dir / "executions.db")
@@ -49,6 +51,7 @@ def execution_parts(
             runs_dir=execution_dir / "runs",
             max_concurrent=max_concurrent,
             gpu_fallback_to_cpu=gpu_fallback_to_cpu,
+            hidden_roots=tuple(hidden_roots),
         ),
         lifecycle,
         logs,

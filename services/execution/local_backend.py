@@ -28,6 +28,7 @@ from stepforge.services.execution.lifecycle import SYSTEM, Lifecycle
 from stepforge.services.execution.limits import Limits, OutputBudget, effective_limits
 from stepforge.services.execution.logs import LogBook
 from stepforge.services.execution.object_keys import input_key, output_key
+from stepforge.services.execution.sandbox import sandbox_available, sandboxed
 from stepforge.services.execution.store import StoredExecution
 from stepforge.v1 import common_pb2, execution_pb2
 
@@ -55,6 +56,8 @@ class LocalBackendSettings:
     gpu_fallback_to_cpu: bool = False
     # What an execution's zero limits become; None for the platform's defaults.
     default_limits: Limits | None = None
+    # Folders of the services that steps must not see (see sandbox.py).
+    hidden_roots: tuple[Path, ...] = ()
 
 
 class LocalBackend:
@@ -261,8 +264,16 @@ class LocalBackend:
             spec_path = self._prepare(
                 run, run_dir, code, limits.for_runner(limit_memory)
             )
+            command = [str(python), "-u", str(RUNNER), str(spec_path)]
+            if self._settings.hidden_roots and sandbox_available():
+                command = sandboxed(
+                    command,
+                    self._settings.hidden_roots,
+                    run=run_dir,
+                    environment=python.parent.parent,
+                )
             process = subprocess.Popen(
-                [str(python), "-u", str(RUNNER), str(spec_path)],
+                command,
                 cwd=run_dir / "work",
                 env=_step_environment(python, run_dir, name, gpu),
                 stdin=subprocess.DEVNULL,

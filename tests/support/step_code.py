@@ -64,6 +64,20 @@ def environment():
     return {"variables": sorted(os.environ), "cuda": cuda}
 
 
+def peek(paths):
+    seen = {}
+    for path in paths:
+        try:
+            if os.path.isdir(path):
+                seen[path] = sorted(os.listdir(path))
+            else:
+                with open(path, "rb") as file:
+                    seen[path] = len(file.read())
+        except OSError as error:
+            seen[path] = type(error).__name__
+    return {"seen": seen}
+
+
 def passthrough(data):
     return {"data": data}
 
