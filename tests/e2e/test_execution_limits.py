@@ -5,15 +5,14 @@ no limits of its own run under them."""
 
 from __future__ import annotations
 
-import os
 import resource
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from support.step_code import write_step_code
 from support.suite import SuiteUnderTest, running_suite
+from support.waiting import eventually, process_alive
 
 from stepforge import ExecutionFailedError, Input, Output
 from stepforge.services.execution import limits
@@ -79,7 +78,7 @@ def test_output_past_the_limit_fails_and_kills_the_process_group(
     assert raised.value.reason == (
         "the step wrote more than its output limit of 1048576 bytes"
     )
-    _wait_for(lambda: not _process_alive(int(marker.read_text())))
+    assert eventually(lambda: not process_alive(int(marker.read_text())))
     logs = suite.sdk.get_pipeline_execution_logs(raised.value.execution_id)
     stored = sum(
         len(line["message"]) + 1 for line in logs if line["stream"] == "stdout"
@@ -154,21 +153,3 @@ def test_a_gpu_step_has_no_address_space_limit(
     assert "limits: memory not limited, cpu 1 s, open files 1024, output 1.0 MiB" in [
         line["message"] for line in gpu_logs
     ]
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    return status != "Z"
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")

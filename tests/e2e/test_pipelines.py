@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import time
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 from support.step_code import write_step_code
 from support.suite import SuiteUnderTest, running_suite
+from support.waiting import eventually, process_alive
 
 from stepforge import (
     ExecutionFailedError,
@@ -260,24 +259,6 @@ def test_an_exception_fails_the_run_with_its_message_and_traceback(
     assert execution["failure_reason"] == "RuntimeError: model diverged"
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/stat").read_text().split()[2]
-    return status != "Z"
-
-
-def _wait_for(condition: object, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
 def sleeps_pipeline(local_suite: SuiteUnderTest, code: Path) -> str:
     return make_pipeline(
@@ -301,7 +282,7 @@ def test_timeout_kills_the_whole_process_group(
         )
 
     child = int(marker.read_text())
-    _wait_for(lambda: not _process_alive(child))
+    assert eventually(lambda: not process_alive(child))
 
 
 def test_cancel_kills_a_running_execution(
@@ -313,14 +294,14 @@ def test_cancel_kills_a_running_execution(
         sleeps_pipeline, inputs={"seconds": 60, "marker": str(marker)}, wait=False
     )
     execution_id = started["execution_id"]
-    _wait_for(marker.exists)
+    assert eventually(marker.exists)
 
     with pytest.raises(FailedPreconditionError, match=sleeps_pipeline):
         sdk.delete_pipeline(sleeps_pipeline)
     cancelled = sdk.cancel_pipeline_execution(execution_id)
 
     assert cancelled["status"] == "Cancelled"
-    _wait_for(lambda: not _process_alive(int(marker.read_text())))
+    assert eventually(lambda: not process_alive(int(marker.read_text())))
     with pytest.raises(FailedPreconditionError):
         sdk.cancel_pipeline_execution(execution_id)
     sdk.delete_pipeline_execution(execution_id)
@@ -374,7 +355,7 @@ def test_executions_wait_in_order_beyond_the_concurrency_limit(
             for index in range(4)
         ]
         for execution_id in ids:
-            _wait_for(partial(_succeeded, suite, execution_id))
+            assert eventually(partial(_succeeded, suite, execution_id))
         runs = [
             {
                 name: suite.sdk.get_pipeline_execution_output(execution_id, name)
@@ -433,7 +414,7 @@ def test_stopping_the_suite_fails_its_running_executions(
         started = suite.sdk.run_pipeline(
             pipeline, inputs={"seconds": 60, "marker": str(marker)}, wait=False
         )
-        _wait_for(marker.exists)
+        assert eventually(marker.exists)
 
     with running_suite(tmp_path / "data") as suite:
         execution = suite.sdk.get_pipeline_execution(started["execution_id"])
@@ -441,7 +422,7 @@ def test_stopping_the_suite_fails_its_running_executions(
 
     assert execution["status"] == "Failed"
     assert execution["failure_reason"] == "stopped with the execution service"
-    _wait_for(lambda: not _process_alive(int(marker.read_text())))
+    assert eventually(lambda: not process_alive(int(marker.read_text())))
 
 
 def test_json_output_over_the_limit_fails_naming_it(
