@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 # shell's open descriptors (so no other path under the roots, not even one made
 # later, is reachable; --no-canonicalize keeps mount from resolving them back
 # to the covered paths), makes the environment read-only, and runs the step.
+# Last, it drops every capability for good, so that the step, even as root,
+# cannot unmount what hides the services' files or make mounts of its own.
 # The paths are arguments, never parsed as shell text.
 _SCRIPT = """
 set -e
@@ -42,7 +44,9 @@ mount --no-canonicalize --bind "/proc/$$/fd/3" "$run"
 mount --no-canonicalize --bind "/proc/$$/fd/4" "$environment"
 mount --no-canonicalize -o remount,bind,ro "$environment"
 exec 3<&- 4<&-
-exec "$@"
+exec setpriv --no-new-privs --bounding-set=-all --inh-caps=-all \\
+  --securebits=+noroot,+noroot_locked,+no_setuid_fixup,+no_setuid_fixup_locked \\
+  -- "$@"
 """
 
 

@@ -44,6 +44,14 @@ def test_a_step_sees_none_of_the_services_files(tmp_path: Path) -> None:
         other_runs = suite.sdk.run_pipeline(
             "peek", inputs={"paths": [str(data_dir / "execution" / "runs")]}
         )["outputs"]["seen"]
+        suite.sdk.create_step(
+            function_path="steps.py",
+            function_name="capabilities",
+            container_config={"local_folder": str(code)},
+            outputs=[Output("effective", "string"), Output("bounding", "string")],
+        )
+        suite.sdk.create_pipeline(pipeline_name="caps", step_name="capabilities")
+        capabilities = suite.sdk.run_pipeline("caps")["outputs"]
         # The services themselves still see everything.
         assert (data_dir / "service-token").read_text().strip()
 
@@ -52,3 +60,5 @@ def test_a_step_sees_none_of_the_services_files(tmp_path: Path) -> None:
         assert seen[str(path)] in hidden, (path, seen[str(path)])
     assert seen["steps.py"] == len((code / "steps.py").read_bytes())
     assert len(other_runs[str(data_dir / "execution" / "runs")]) == 1
+    # Not even a step run by root may unmount what hides the services' files.
+    assert capabilities == {"effective": "0" * 16, "bounding": "0" * 16}

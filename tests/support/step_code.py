@@ -78,6 +78,12 @@ def peek(paths):
     return {"seen": seen}
 
 
+def capabilities():
+    with open("/proc/self/status") as status:
+        fields = dict(line.split(":", 1) for line in status if ":" in line)
+    return {"effective": fields["CapEff"].strip(), "bounding": fields["CapBnd"].strip()}
+
+
 def passthrough(data):
     return {"data": data}
 
