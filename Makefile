@@ -50,8 +50,7 @@ test: system-tools dev
 	$(BIN)/pytest
 
 bench: dev
-	$(BIN)/python benchmarks/create_step.py
-	$(BIN)/python benchmarks/run_pipeline.py
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -6,7 +6,7 @@ and the virtual environment are already cached, which is the common case once
 a project has built its first step. The floor is what any platform must do:
 pack the same files and write them to the same object store.
 
-Usage: python benchmarks/create_step.py [--rounds N]
+Usage: python benchmarks/create_step.py [--rounds N] [--quick] [--results PATH]
 """
 
 from __future__ import annotations
@@ -18,26 +18,39 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import compare, measure, report, running_suite
+from harness import (
+    command_line,
+    compare,
+    measure,
+    parse_options,
+    report,
+    running_suite,
+)
 
 from stepforge import Input, Output, StepforgeSdk
 from stepforge._packing import iter_archive_chunks, select_files
 from stepforge.services.core.object_store import LocalObjectStore
 
+DEFAULTS = {"rounds": 30}
+QUICK = {"rounds": 3}
+
 ENTRY = "def entryStep(dataX_input):\n    return {'result_output': dataX_input}\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=30)
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, help="rounds per case (default 30)")
+    args = parse_options(parser, argv, DEFAULTS, QUICK)
 
     with tempfile.TemporaryDirectory(prefix="stepforge-bench-") as scratch:
         root = Path(scratch)
         plain = _folder(root / "plain", requirements=None)
         with_requirements = _folder(root / "req", requirements=_local_wheel(root))
-        with running_suite(root / "data") as (url, token):
-            sdk = StepforgeSdk(url, token)
+        with running_suite(root / "data") as suite:
+            transport = suite.transport
+            sdk = suite.sdk()
             floor_store = LocalObjectStore(root / "floor-objects")
             cases = [
                 ("one file, no requirements", plain, None),
@@ -56,8 +69,15 @@ def main() -> int:
                 rows.append(compare(label, suite_times, floor_times))
             sdk.close()
 
-    command = f"python benchmarks/create_step.py --rounds {args.rounds}"
-    print(report("create_step", command, rows))
+    command = command_line("create_step.py", args, list(DEFAULTS))
+    table = report(
+        "create_step",
+        command,
+        rows,
+        results=args.results,
+        transport=transport,
+    )
+    print(table)
     return 0
 
 

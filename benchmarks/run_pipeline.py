@@ -11,7 +11,8 @@ Two measurements:
   to 200 direct starts of the interpreter run as many at a time as the suite
   runs executions (the core count).
 
-Usage: python benchmarks/run_pipeline.py [--rounds N] [--queued N]
+Usage: python benchmarks/run_pipeline.py [--rounds N] [--queued N] [--quick]
+    [--results PATH]
 """
 
 from __future__ import annotations
@@ -22,30 +23,51 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness import compare, measure, report, running_suite
+from harness import (
+    TIME_COLUMNS,
+    Column,
+    command_line,
+    compare,
+    measure,
+    parse_options,
+    report,
+    running_suite,
+)
 
 from stepforge import Input, Output, StepforgeSdk
+
+DEFAULTS = {"rounds": 30, "queued": 200}
+QUICK = {"rounds": 3, "queued": 10}
+COLUMNS = (
+    *TIME_COLUMNS,
+    Column("executions/s", "suite_executions_per_s", "/s"),
+    Column("floor executions/s", "floor_executions_per_s", "/s"),
+)
 
 STEP = "def trivial(x):\n    return {'y': x}\n"
 CALL = "import sys; sys.path.insert(0, '.'); from step import trivial; trivial(1)"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--queued", type=int, default=200)
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, help="round trips (default 30)")
+    parser.add_argument("--queued", type=int, help="queued executions (default 200)")
+    args = parse_options(parser, argv, DEFAULTS, QUICK)
 
     with tempfile.TemporaryDirectory(prefix="stepforge-bench-") as scratch:
         root = Path(scratch)
         code = root / "code"
         code.mkdir()
         (code / "step.py").write_text(STEP)
-        with running_suite(root / "data") as (url, token):
-            sdk = StepforgeSdk(url, token)
+        with running_suite(root / "data") as suite:
+            transport = suite.transport
+            sdk = suite.sdk()
             sdk.create_step(
                 function_path="step.py",
                 function_name="trivial",
@@ -80,15 +102,16 @@ def main() -> int:
             rows.append(row)
             sdk.close()
 
-    command = (
-        f"python benchmarks/run_pipeline.py --rounds {args.rounds} "
-        f"--queued {args.queued}"
+    command = command_line("run_pipeline.py", args, list(DEFAULTS))
+    table = report(
+        "run_pipeline",
+        command,
+        rows,
+        columns=COLUMNS,
+        results=args.results,
+        transport=transport,
     )
-    print(report("run_pipeline", command, rows))
-    print(
-        f"queued: {rows[1]['suite_executions_per_s']} executions/s, "
-        f"floor {rows[1]['floor_executions_per_s']}/s"
-    )
+    print(table)
     return 0
 
 
@@ -111,10 +134,10 @@ def _queued(sdk: StepforgeSdk, count: int) -> float:
     return elapsed
 
 
-def _direct_in_parallel(direct: object, count: int) -> float:
+def _direct_in_parallel(direct: Callable[[], None], count: int) -> float:
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        list(pool.map(lambda _: direct(), range(count)))  # type: ignore[operator]
+        list(pool.map(lambda _: direct(), range(count)))
     return time.perf_counter() - started
 
 
