@@ -478,7 +478,9 @@ class LocalBackend:
                     json=json.dumps(value["value"])
                 )
             else:
-                self._objects.put_file(
+                # The run folder goes once the run ends, so the file is moved
+                # into the store rather than copied.
+                self._objects.move_file(
                     output_key(name, output_name), Path(value["path"])
                 )
                 outputs[output_name] = execution_pb2.ExecutionValue(

@@ -51,6 +51,12 @@ class ObjectStore(Protocol):
         """Stores the content of the local file `path` under `key`, replacing any."""
         ...
 
+    def move_file(self, key: str, path: Path) -> None:
+        """Stores the local file `path` under `key` and takes it over: the
+        caller must not use `path` again. A store on the same file system
+        renames it into place instead of copying it."""
+        ...
+
     def put_stream(self, key: str, chunks: Iterable[bytes]) -> int:
         """Stores the concatenated chunks under `key`; returns the byte count.
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat as stat_mode
+import uuid
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,6 +66,27 @@ class LocalObjectStore:
         target = self._path(key)
         with open(path, "rb") as source:
             self._store(key, target, iter(lambda: source.read(CHUNK_BYTES), b""))
+
+    def move_file(self, key: str, path: Path) -> None:
+        target = self._path(key)
+        self._temp.mkdir(parents=True, exist_ok=True)
+        temp = self._temp / f"move-{uuid.uuid4().hex}"
+        try:
+            os.rename(path, temp)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # Another file system: copied, then the caller's file removed.
+            self.put_file(key, path)
+            Path(path).unlink(missing_ok=True)
+            return
+        try:
+            with open(temp, "rb") as moved:
+                os.fsync(moved.fileno())
+            self._place(key, temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
     def put_stream(self, key: str, chunks: Iterable[bytes]) -> int:
         return self._store(key, self._path(key), chunks)

@@ -107,6 +107,10 @@ class S3ObjectStore:
         with open(path, "rb") as source:
             self.put_stream(key, iter(lambda: source.read(CHUNK_BYTES), b""))
 
+    def move_file(self, key: str, path: Path) -> None:
+        self.put_file(key, path)
+        Path(path).unlink(missing_ok=True)
+
     def put_stream(self, key: str, chunks: Iterable[bytes]) -> int:
         name = self._name(key)
         source = _ChunkSource(chunks)

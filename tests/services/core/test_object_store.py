@@ -71,6 +71,35 @@ def test_put_file_round_trips_through_iter_chunks(
     assert read_all(object_store, "steps/one/archive.tar.gz") == data
 
 
+def test_move_file_stores_the_content_and_takes_the_file(
+    object_store: ObjectStore, tmp_path: Path
+) -> None:
+    data = pattern(2 * MiB + 5)
+    source = tmp_path / "output.bin"
+    source.write_bytes(data)
+    object_store.put_file("outputs/kept", source)
+
+    object_store.move_file("outputs/moved", source)
+
+    assert read_all(object_store, "outputs/moved") == data
+    assert read_all(object_store, "outputs/kept") == data
+    assert not source.exists()
+
+
+def test_move_file_within_the_local_store_renames_without_copying(
+    tmp_path: Path,
+) -> None:
+    store = LocalObjectStore(tmp_path / "store")
+    source = tmp_path / "output.bin"
+    source.write_bytes(pattern(MiB))
+    inode = source.stat().st_ino
+
+    store.move_file("outputs/moved", source)
+
+    assert (tmp_path / "store" / "outputs" / "moved").stat().st_ino == inode
+    assert [info.key for info in store.list()] == ["outputs/moved"]
+
+
 def test_put_stream_returns_byte_count_and_stores_content(
     object_store: ObjectStore,
 ) -> None:
