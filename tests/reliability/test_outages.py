@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -143,32 +144,32 @@ def _eventually_created(
 
 def _start(
     command: list[str], environment: dict[str, str], ready: str
-) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        command,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
+) -> subprocess.Popen[bytes]:
+    """Starts a service with its output in a file: a pipe nobody reads would
+    fill up with the errors an outage logs and stop the service."""
+    log = tempfile.NamedTemporaryFile(prefix="stepforge-", suffix=".log", delete=False)
+    process = subprocess.Popen(command, env=environment, stdout=log, stderr=log)
+    log.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        if ready in line:
+        if ready in Path(log.name).read_text(errors="replace"):
             return process
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
     process.kill()
-    raise AssertionError(f"{command[4]} did not start")
+    process.wait(timeout=10)
+    raise AssertionError(f"{command[4]} did not start: {Path(log.name).read_text()}")
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.terminate()
-        process.wait(timeout=20)
-    if process.stdout is not None:
-        process.stdout.close()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def _requests(name: str) -> list[build_pb2.CreateStepRequest]:
