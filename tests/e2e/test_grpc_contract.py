@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +12,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from support.archives import code_archive
 from support.suite import SuiteUnderTest
 
 from stepforge.services.config import load_service_token
@@ -52,16 +51,6 @@ def header(
     )
 
 
-def small_archive() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        content = b"def main():\n    return {}\n"
-        info = tarfile.TarInfo("main.py")
-        info.size = len(content)
-        tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
 def chunk(data: bytes) -> build_pb2.CreateStepRequest:
     return build_pb2.CreateStepRequest(archive_chunk=data)
 
@@ -81,16 +70,14 @@ def test_duplicate_name_is_answered_before_any_chunk_is_read(
     suite: SuiteUnderTest, channel: grpc.Channel
 ) -> None:
     stub = build_pb2_grpc.BuildServiceStub(channel)
-    stub.CreateStep(
-        iter([header(), chunk(small_archive())]), metadata=auth(suite.token)
-    )
+    stub.CreateStep(iter([header(), chunk(code_archive())]), metadata=auth(suite.token))
     never_sent = threading.Event()
 
     def requests() -> Iterator[build_pb2.CreateStepRequest]:
         yield header()
         # Holds the chunk back: only an answer that needs no chunk can come.
         never_sent.wait(10)
-        yield chunk(small_archive())
+        yield chunk(code_archive())
 
     with pytest.raises(grpc.RpcError) as raised:
         stub.CreateStep(requests(), metadata=auth(suite.token), timeout=8)
@@ -184,7 +171,7 @@ def test_list_steps_pages_through_every_step(
     build = build_pb2_grpc.BuildServiceStub(channel)
     for index in range(5):
         build.CreateStep(
-            iter([header(name=f"s{index}"), chunk(small_archive())]),
+            iter([header(name=f"s{index}"), chunk(code_archive())]),
             metadata=auth(suite.token),
         )
     registry = registry_pb2_grpc.RegistryServiceStub(channel)
@@ -300,7 +287,7 @@ def test_wait_step_build_answers_when_the_build_ends(
 ) -> None:
     build = build_pb2_grpc.BuildServiceStub(channel)
     created = build.CreateStep(
-        iter([header(name="waited"), chunk(small_archive())]),
+        iter([header(name="waited"), chunk(code_archive())]),
         metadata=auth(suite.token),
     )
     request = build_pb2.WaitStepBuildRequest(name="steps/waited")

@@ -3,11 +3,9 @@ half-written, and the suite recovers by itself once it is back."""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 from minio import Minio
+from support.archives import create_step_requests
 from support.s3_server import free_port, running_s3_server
 from support.step_code import write_step_code
 from support.suite import running_suite
@@ -23,7 +22,7 @@ from stepforge import Input
 from stepforge.errors import UnavailableError
 from stepforge.services.core.tls import ensure_self_signed
 from stepforge.services.suite import read_env_file
-from stepforge.v1 import build_pb2, build_pb2_grpc, common_pb2
+from stepforge.v1 import build_pb2_grpc, common_pb2
 
 
 def test_an_object_store_outage_is_unavailable_and_passes(tmp_path: Path) -> None:
@@ -105,12 +104,14 @@ def test_a_registry_outage_is_unavailable_and_passes(tmp_path: Path) -> None:
         metadata = (("authorization", f"Bearer {token}"),)
         with grpc.secure_channel(f"127.0.0.1:{build_port}", credentials) as channel:
             stub = build_pb2_grpc.BuildServiceStub(channel)
-            stub.CreateStep(iter(_requests("first")), metadata=metadata, timeout=30)
+            stub.CreateStep(
+                iter(create_step_requests("first")), metadata=metadata, timeout=30
+            )
 
             _stop(registry)
             with pytest.raises(grpc.RpcError) as raised:
                 stub.CreateStep(
-                    iter(_requests("second")), metadata=metadata, timeout=30
+                    iter(create_step_requests("second")), metadata=metadata, timeout=30
                 )
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
             assert f"registry at 127.0.0.1:{registry_port}" in raised.value.details()
@@ -131,7 +132,7 @@ def _eventually_created(
     while True:
         try:
             return stub.CreateStep(
-                iter(_requests("second")), metadata=metadata, timeout=30
+                iter(create_step_requests("second")), metadata=metadata, timeout=30
             )
         except grpc.RpcError as error:
             if (
@@ -170,20 +171,3 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-
-
-def _requests(name: str) -> list[build_pb2.CreateStepRequest]:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        content = b"def main():\n    return {}\n"
-        info = tarfile.TarInfo("main.py")
-        info.size = len(content)
-        tar.addfile(info, io.BytesIO(content))
-    step = common_pb2.Step(
-        name=f"steps/{name}", function_path="main.py", function_name="main"
-    )
-    header = build_pb2.CreateStepHeader(step=step, origin=common_pb2.STEP_ORIGIN_LOCAL)
-    return [
-        build_pb2.CreateStepRequest(header=header),
-        build_pb2.CreateStepRequest(archive_chunk=buffer.getvalue()),
-    ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support.archives import create_step_requests
 from support.suite import suite_process
 
 from stepforge import Input, StepforgeSdk
@@ -21,7 +21,6 @@ from stepforge.errors import UnavailableError
 from stepforge.services.core.tls import ensure_self_signed
 from stepforge.services.suite import read_env_file
 from stepforge.v1 import (
-    build_pb2,
     build_pb2_grpc,
     common_pb2,
     registry_pb2,
@@ -178,7 +177,7 @@ def test_services_run_apart_and_talk_through_grpc_over_tls(tmp_path: Path) -> No
         metadata = (("authorization", f"Bearer {token}"),)
         with grpc.secure_channel(f"127.0.0.1:{build_port}", credentials) as channel:
             step = build_pb2_grpc.BuildServiceStub(channel).CreateStep(
-                iter(_create_requests()), metadata=metadata, timeout=30
+                iter(create_step_requests("apart")), metadata=metadata, timeout=30
             )
         assert step.status == common_pb2.STEP_STATUS_PENDING
         with grpc.secure_channel(f"127.0.0.1:{registry_port}", credentials) as channel:
@@ -197,23 +196,3 @@ def test_services_run_apart_and_talk_through_grpc_over_tls(tmp_path: Path) -> No
                 process.wait(timeout=20)
                 if process.stdout is not None:
                     process.stdout.close()
-
-
-def _create_requests() -> list[build_pb2.CreateStepRequest]:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        content = b"def main():\n    return {}\n"
-        info = tarfile.TarInfo("main.py")
-        info.size = len(content)
-        tar.addfile(info, io.BytesIO(content))
-    step = common_pb2.Step(
-        name="steps/apart", function_path="main.py", function_name="main"
-    )
-    return [
-        build_pb2.CreateStepRequest(
-            header=build_pb2.CreateStepHeader(
-                step=step, origin=common_pb2.STEP_ORIGIN_LOCAL
-            )
-        ),
-        build_pb2.CreateStepRequest(archive_chunk=buffer.getvalue()),
-    ]

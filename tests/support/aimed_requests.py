@@ -5,9 +5,7 @@ and execution, and streams that work, for mutating."""
 from __future__ import annotations
 
 import base64
-import io
 import json
-import tarfile
 from pathlib import Path
 
 from google.protobuf.message import Message
@@ -16,6 +14,7 @@ from hypothesis import strategies as st
 from stepforge import Input, Output
 from stepforge.services.core.languages import SUPPORTED_LANGUAGES
 from stepforge.v1 import build_pb2, common_pb2, execution_pb2
+from support.archives import code_archive
 from support.message_strategies import Hints, texts, weighted
 from support.reflected_rpcs import ReflectedRpc
 from support.suite import SuiteUnderTest
@@ -165,17 +164,6 @@ def working_streams(
     if rpc_name == "ExecutionService/RunPipeline":
         return st.just(_run_pipeline_stream(existing[PIPELINES]))
     return None
-
-
-def code_archive() -> bytes:
-    """A tar.gz of one main.py whose `main` returns nothing."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        content = b"def main():\n    return {}\n"
-        info = tarfile.TarInfo("main.py")
-        info.size = len(content)
-        tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
 
 
 def _create_step_stream(step_name: str) -> list[Message]:

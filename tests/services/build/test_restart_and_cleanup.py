@@ -4,13 +4,13 @@ restart interrupted, and removes archives no step refers to."""
 from __future__ import annotations
 
 import hashlib
-import io
-import tarfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from support.archives import MAIN as ENTRY
+from support.archives import code_archive
 from support.suite import running_suite
 
 from stepforge.services.build.garbage import collect_unreferenced_archives
@@ -19,17 +19,6 @@ from stepforge.services.config import load_service_token
 from stepforge.services.core.object_store import open_object_store
 from stepforge.services.core.registry_client import RegistryClient
 from stepforge.v1 import common_pb2, registry_pb2
-
-ENTRY = b"def main():\n    return {}\n"
-
-
-def archive_bytes(content: bytes = ENTRY) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("main.py")
-        info.size = len(content)
-        tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
 
 
 def registry_client(url: str, data_dir: Path) -> tuple[RegistryClient, grpc.Channel]:
@@ -55,7 +44,7 @@ def wait_until_built(client: RegistryClient, token: str, name: str) -> common_pb
 
 def test_restart_resumes_a_build_whose_archive_was_stored(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    content = archive_bytes()
+    content = code_archive()
     sha256 = hashlib.sha256(content).hexdigest()
     with running_suite(data_dir) as first:
         client, channel = registry_client(first.url, data_dir)
