@@ -80,9 +80,6 @@ class RunningSuite:
         for close in reversed(self._closers):
             close()
 
-    def wait(self) -> None:
-        self.server.wait_for_termination()
-
 
 def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSuite:
     """Starts `services` in one server on `config.address`.

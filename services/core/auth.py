@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from stepforge.services.core.errors import PermissionDenied, Unauthenticated
-from stepforge.services.core.handlers import Handler, ServerInterceptor, wrap_handler
+from stepforge.services.core.handlers import Handler, HandlerInterceptor, wrap_handler
 from stepforge.v1 import common_pb2
 
 OPEN_SERVICES = frozenset(
@@ -93,7 +93,7 @@ def bearer_token(metadata: Iterable[tuple[str, Any]]) -> str | None:
     return None
 
 
-class AuthInterceptor(ServerInterceptor):
+class AuthInterceptor(HandlerInterceptor):
     """Rejects calls without a valid token and records the caller.
 
     Methods of `service_only` services accept only the service credential; all
@@ -110,15 +110,8 @@ class AuthInterceptor(ServerInterceptor):
         self._service_token = service_token.encode()
         self._service_only = service_only
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        service = handler_call_details.method.lstrip("/").rpartition("/")[0]
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        service = method.lstrip("/").rpartition("/")[0]
         if service in OPEN_SERVICES:
             return handler
         needs_service = service in self._service_only

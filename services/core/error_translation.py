@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import grpc
@@ -17,28 +17,20 @@ from stepforge.services.core.errors import (
     Unavailable,
     abort_with,
 )
-from stepforge.services.core.handlers import Handler, ServerInterceptor, wrap_handler
+from stepforge.services.core.handlers import Handler, HandlerInterceptor, wrap_handler
 from stepforge.services.core.object_store import ObjectStoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
 
-class ErrorTranslationInterceptor(ServerInterceptor):
+class ErrorTranslationInterceptor(HandlerInterceptor):
     """Answers ServiceError with its code and details, and anything else with
     INTERNAL, logging the traceback but never sending it to the caller.
 
     Registered first, so it also translates what the auth interceptor raises.
     """
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
+    def wrap(self, handler: Handler, method: str) -> Handler:
 
         @contextmanager
         def translated(context: grpc.ServicerContext) -> Iterator[None]:

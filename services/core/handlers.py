@@ -27,6 +27,24 @@ else:
     ServerInterceptor = grpc.ServerInterceptor
 
 
+class HandlerInterceptor(ServerInterceptor):
+    """An interceptor that wraps the handler of each method it serves."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        return self.wrap(handler, handler_call_details.method)
+
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        """Returns the handler to serve `method` (`/package.Service/Method`)."""
+        raise NotImplementedError
+
+
 def wrap_handler(handler: Handler, scope: CallScope) -> Handler:
     """Returns `handler` with every behaviour run inside `scope`."""
     kinds = (

@@ -9,20 +9,15 @@ from typing import Any
 import grpc
 
 from stepforge.services.core.errors import InvalidArgument
-from stepforge.services.core.handlers import Handler, ServerInterceptor
+from stepforge.services.core.handlers import Handler, HandlerInterceptor
 
 
-class RequestParsingInterceptor(ServerInterceptor):
+class RequestParsingInterceptor(HandlerInterceptor):
     """Registered last, so the checks of the other interceptors (the token
     first of all) come before the request is even read."""
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
+    def wrap(self, handler: Handler, method: str) -> Handler:
+        if handler.request_deserializer is None:
             return handler
         parse = handler.request_deserializer
         kinds = (
