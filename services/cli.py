@@ -15,6 +15,10 @@ from types import FrameType
 from stepforge.services.admin import add_admin_commands, run_admin
 from stepforge.services.config import DEFAULT_DATA_DIR, DEFAULT_PORT, ServerConfig
 from stepforge.services.core.tls import TlsFiles, TlsSettings, ensure_self_signed
+from stepforge.services.kubernetes.options import (
+    add_backend_options,
+    kubernetes_settings,
+)
 from stepforge.services.suite import (
     ADMIN_TOKEN,
     ENVIRONMENT_URL,
@@ -42,24 +46,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(data_dir, args.port)
     data_dir = Path(args.data_dir).expanduser()
     try:
-        tls = _tls_settings(args, data_dir)
+        config = ServerConfig(
+            data_dir=data_dir,
+            tls=_tls_settings(args, data_dir),
+            host=args.host,
+            port=args.port,
+            object_store_url=args.object_store,
+            registry_url=getattr(args, "registry_url", None),
+            strict_python_version=args.strict_python_version,
+            build_workers=args.build_workers,
+            build_url=getattr(args, "build_url", None),
+            system_site_packages=args.system_site_packages,
+            max_executions=args.max_executions,
+            gpu_fallback_to_cpu=args.gpu_fallback_to_cpu,
+            build_backend=args.build_backend,
+            execution_backend=args.execution_backend,
+            kubernetes=kubernetes_settings(args),
+        )
     except ValueError as error:
         print(f"stepforge: {error}", file=sys.stderr)
         return 2
-    config = ServerConfig(
-        data_dir=data_dir,
-        tls=tls,
-        host=args.host,
-        port=args.port,
-        object_store_url=args.object_store,
-        registry_url=getattr(args, "registry_url", None),
-        strict_python_version=args.strict_python_version,
-        build_workers=args.build_workers,
-        build_url=getattr(args, "build_url", None),
-        system_site_packages=args.system_site_packages,
-        max_executions=args.max_executions,
-        gpu_fallback_to_cpu=args.gpu_fallback_to_cpu,
-    )
     services = SERVICES if args.command == "up" else (args.service,)
     # Installed before anything starts, so a stop asked for at any moment
     # shuts down cleanly instead of killing the process mid-write.
@@ -167,6 +173,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
         help="run python-cuda steps on the CPU, with a warning in their logs, "
         "when this host has no GPU (default: they fail at once)",
     )
+    add_backend_options(parser)
 
 
 def _tls_settings(args: argparse.Namespace, data_dir: Path) -> TlsSettings | None:

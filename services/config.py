@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stepforge.services.core.tls import TlsSettings
+from stepforge.services.kubernetes.settings import KubernetesSettings
 
 DEFAULT_DATA_DIR = Path("~/.stepforge")
 DEFAULT_PORT = 50051
+BACKENDS = ("local", "kubernetes")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,24 @@ class ServerConfig:
     gpu_fallback_to_cpu: bool = False
     # None serves plaintext, which the command line does only when asked to.
     tls: TlsSettings | None = None
+    # `local` builds venvs and runs processes here; `kubernetes` builds images
+    # with Kaniko and runs executions as Jobs, as `kubernetes` says.
+    build_backend: str = "local"
+    execution_backend: str = "local"
+    kubernetes: KubernetesSettings | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("build_backend", "execution_backend"):
+            backend = getattr(self, name)
+            if backend not in BACKENDS:
+                raise ValueError(
+                    f"{name} {backend!r} is not one of {', '.join(BACKENDS)}"
+                )
+            if backend == "kubernetes" and self.kubernetes is None:
+                raise ValueError(
+                    f"{name} kubernetes needs the cluster settings: at least "
+                    "--image-repository (STEPFORGE_IMAGE_REPOSITORY)"
+                )
 
     @property
     def address(self) -> str:

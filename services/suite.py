@@ -132,6 +132,8 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
                 strict_python_version=config.strict_python_version,
                 system_site_packages=config.system_site_packages,
                 workers=config.build_workers,
+                backend_kind=config.build_backend,
+                kubernetes=config.kubernetes,
             )
         )
     if "execution" in services:
@@ -145,6 +147,8 @@ def start(config: ServerConfig, services: Sequence[str] = SERVICES) -> RunningSu
                 max_concurrent=config.max_executions,
                 gpu_fallback_to_cpu=config.gpu_fallback_to_cpu,
                 hidden_roots=_hidden_roots(objects, data_dir),
+                backend_kind=config.execution_backend,
+                kubernetes=config.kubernetes,
             )
         )
 

@@ -16,6 +16,7 @@ from stepforge.services.build.service import BuildServicer
 from stepforge.services.core.object_store import ObjectStore
 from stepforge.services.core.registry_client import RegistryClient
 from stepforge.services.core.server import Registration, ServiceParts
+from stepforge.services.kubernetes.settings import KubernetesSettings
 from stepforge.v1 import build_pb2, build_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ def build_parts(
     strict_python_version: bool,
     system_site_packages: bool,
     workers: int,
+    backend_kind: str = "local",
+    kubernetes: KubernetesSettings | None = None,
 ) -> ServiceParts:
     build_dir = data_dir / "build"
     builder = LocalBuilder(

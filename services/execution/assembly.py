@@ -23,6 +23,7 @@ from stepforge.services.execution.local_backend import (
 from stepforge.services.execution.logs import LogBook
 from stepforge.services.execution.service import ExecutionServicer
 from stepforge.services.execution.store import ExecutionStore
+from stepforge.services.kubernetes.settings import KubernetesSettings
 from stepforge.v1 import execution_pb2, execution_pb2_grpc
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ def execution_parts(
     max_concurrent: int,
     gpu_fallback_to_cpu: bool,
     hidden_roots: Sequence[Path],
+    backend_kind: str = "local",
+    kubernetes: KubernetesSettings | None = None,
 ) -> ServiceParts:
     execution_dir = data_dir / "execution"
     store = ExecutionStore(execution_dir / "executions.db")

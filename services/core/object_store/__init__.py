@@ -13,6 +13,7 @@ from stepforge.services.core.object_store.base import (
     ObjectStore,
     ObjectStoreError,
     ObjectStoreUnavailableError,
+    PresigningStore,
 )
 from stepforge.services.core.object_store.local import LocalObjectStore
 from stepforge.services.core.object_store.s3 import S3ObjectStore
@@ -27,6 +28,7 @@ __all__ = [
     "ObjectStore",
     "ObjectStoreError",
     "ObjectStoreUnavailableError",
+    "PresigningStore",
     "S3ObjectStore",
     "open_object_store",
 ]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from stepforge.services.core.limits import CHUNK_BYTES
 
@@ -85,3 +85,13 @@ class ObjectStore(Protocol):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Yields every object whose key starts with `prefix`, in key order."""
         ...
+
+
+@runtime_checkable
+class PresigningStore(Protocol):
+    """A store that hands out URLs to read or write one object without
+    credentials, for pods that must hold none (an S3-compatible store)."""
+
+    def presigned_get_url(self, key: str, expires: timedelta) -> str: ...
+
+    def presigned_put_url(self, key: str, expires: timedelta) -> str: ...

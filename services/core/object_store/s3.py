@@ -8,6 +8,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -131,6 +132,25 @@ class S3ObjectStore:
 
     def iter_chunks(self, key: str, chunk_size: int = CHUNK_BYTES) -> Iterator[bytes]:
         return self._open(key, chunk_size)
+
+    def presigned_get_url(self, key: str, expires: timedelta) -> str:
+        """A URL that reads `key` without credentials until `expires` passes."""
+        name = self._name(key)
+        with self._errors(key):
+            self._ensure_bucket()
+            return str(
+                self._client.presigned_get_object(self._bucket, name, expires=expires)
+            )
+
+    def presigned_put_url(self, key: str, expires: timedelta) -> str:
+        """A URL that one HTTP PUT stores `key` through, without credentials,
+        until `expires` passes."""
+        name = self._name(key)
+        with self._errors(key):
+            self._ensure_bucket()
+            return str(
+                self._client.presigned_put_object(self._bucket, name, expires=expires)
+            )
 
     def download_file(self, key: str, path: Path) -> None:
         chunks = self._open(key, CHUNK_BYTES)

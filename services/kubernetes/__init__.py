@@ -1,0 +1,1 @@
+"""Running builds and executions as Jobs on a Kubernetes cluster."""
