@@ -18,10 +18,11 @@ dev:
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --config-settings editable_mode=strict -e '.[dev]'
 
-# The Git tests start real sshd and git daemon servers. apt-get runs only when a
-# tool is missing, so a machine that has them needs no root.
-SYSTEM_TOOLS := sshd ssh ssh-keygen git
-SYSTEM_PACKAGES := openssh-server openssh-client git
+# The Git tests start real sshd and git daemon servers; the console's tests drive
+# a headless Chromium. apt-get runs only when a tool is missing, so a machine
+# that has them needs no root.
+SYSTEM_TOOLS := sshd ssh ssh-keygen git chromium chromedriver
+SYSTEM_PACKAGES := openssh-server openssh-client git chromium chromium-driver
 
 system-tools:
 	@missing=; \
