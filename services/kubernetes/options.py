@@ -102,13 +102,15 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--gpu-node-selector",
-        default=_env("STEPFORGE_GPU_NODE_SELECTOR", default_selector),
+        default=os.environ.get("STEPFORGE_GPU_NODE_SELECTOR", default_selector),
         help="comma-separated KEY=VALUE labels a GPU step's node must have; empty "
         f"for none (default: {default_selector}) [STEPFORGE_GPU_NODE_SELECTOR]",
     )
     group.add_argument(
         "--gpu-toleration",
-        default=_env("STEPFORGE_GPU_TOLERATIONS", "nvidia.com/gpu:NoSchedule"),
+        default=os.environ.get(
+            "STEPFORGE_GPU_TOLERATIONS", "nvidia.com/gpu:NoSchedule"
+        ),
         help="comma-separated KEY[=VALUE][:EFFECT] taints GPU steps tolerate; empty "
         "for none (default: nvidia.com/gpu:NoSchedule) [STEPFORGE_GPU_TOLERATIONS]",
     )
