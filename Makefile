@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo dev protos check lint types test bench clean system-tools
+.PHONY: demo dev protos check lint types test bench clean system-tools node-deps
 
 # Installs the suite with its server dependencies and runs the documented example.
 demo:
@@ -40,18 +40,28 @@ system-tools:
 protos: dev
 	$(BIN)/python protos/generate.py
 
-check: system-tools dev
+# The Node.js client's test tools and buf, exactly as the lockfile pins them.
+NODE_CLIENT := clients/node
+BUF := $(NODE_CLIENT)/node_modules/.bin/buf
+
+node-deps:
+	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund
+
+# buf reads protos/buf.yaml, the module root of the directory it is given.
+check: system-tools dev node-deps
 	$(BIN)/python protos/generate.py --check
+	$(BUF) lint protos
+	$(BUF) format --diff --exit-code protos
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p stepforge
 	$(BIN)/pytest
 
-test: system-tools dev
+test: system-tools dev node-deps
 	$(BIN)/pytest
 
 bench: dev
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(NODE_CLIENT)/node_modules
