@@ -14,6 +14,15 @@ from types import FrameType
 
 from stepforge.services.admin import add_admin_commands, run_admin
 from stepforge.services.config import DEFAULT_DATA_DIR, DEFAULT_PORT, ServerConfig
+from stepforge.services.console import RunningConsole, start_console
+from stepforge.services.console.command import (
+    add_console_command,
+    add_up_console_options,
+    check_up_console_options,
+    standalone_settings,
+    start_suite_console,
+    suite_settings,
+)
 from stepforge.services.core.tls import TlsFiles, TlsSettings, ensure_self_signed
 from stepforge.services.kubernetes.options import (
     add_backend_options,
@@ -44,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         data_dir = Path(args.data_dir).expanduser() if args.data_dir else None
         return run_demo(data_dir, args.port)
+    if args.command == "console":
+        return _run_console(args)
     data_dir = Path(args.data_dir).expanduser()
     try:
         config = ServerConfig(
@@ -63,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             execution_backend=args.execution_backend,
             kubernetes=kubernetes_settings(args),
         )
+        if args.command == "up":
+            check_up_console_options(args)
     except ValueError as error:
         print(f"stepforge: {error}", file=sys.stderr)
         return 2
@@ -76,7 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stepforge: {error}", file=sys.stderr)
         return 2
     _announce(suite)
+    try:
+        console = _start_console(args, suite)
+    except (OSError, ValueError) as error:
+        print(f"stepforge: {error}", file=sys.stderr)
+        suite.stop()
+        return 2
     stop_requested.wait()
+    if console is not None:
+        console.stop()
     suite.stop()
     return 0
 
@@ -90,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="serve every service on one port")
     _add_server_options(up)
+    add_up_console_options(up)
 
     serve = commands.add_parser("serve", help="serve one service")
     serve.add_argument("service", choices=SERVICES)
@@ -104,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     add_admin_commands(commands)
+    add_console_command(commands)
 
     demo = commands.add_parser(
         "demo", help="start the suite and create the example step of the docs"
@@ -209,6 +232,35 @@ def _announce(suite: RunningSuite) -> None:
     # Kept out of logs: it changes what every environment of the project does.
     print(f"the project admin token is {ADMIN_TOKEN} in {suite.env_file}")
     sys.stdout.flush()
+
+
+def _run_console(args: argparse.Namespace) -> int:
+    """`stepforge console`: serves until SIGINT or SIGTERM."""
+    stop_requested = _stop_requested_by_signals()
+    try:
+        console = start_console(standalone_settings(args))
+    except (OSError, ValueError) as error:
+        print(f"stepforge: {error}", file=sys.stderr)
+        return 2
+    print(f"stepforge console serving on {console.url}", flush=True)
+    stop_requested.wait()
+    console.stop()
+    return 0
+
+
+def _start_console(
+    args: argparse.Namespace, suite: RunningSuite
+) -> RunningConsole | None:
+    """The console of `up`, reading the suite as its env file says."""
+    if args.command != "up" or suite.env_file is None:
+        return None
+    settings = suite_settings(args, read_env_file(suite.env_file))
+    if settings is None:
+        return None
+    console = start_suite_console(args, settings)
+    if console is not None:
+        print(f"web console on {console.url}", flush=True)
+    return console
 
 
 def _stop_requested_by_signals() -> threading.Event:

@@ -24,6 +24,7 @@ SERVER_COMMANDS = {
     "serve": "serve one service",
     "admin": "manage projects, environments and tokens on the registry's host",
     "demo": "start the suite and create the example step of the docs",
+    "console": "serve the web console of an environment",
 }
 # The option the server commands take before their name.
 _SERVER_GLOBAL_OPTION = "--log-level"
