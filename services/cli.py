@@ -227,8 +227,13 @@ def _announce(suite: RunningSuite) -> None:
         return
     print(f"stepforge serving on {suite.url}; environment in {suite.env_file}:")
     values = read_env_file(suite.env_file)
-    for key in (ENVIRONMENT_URL, SDK_TOKEN):
-        print(f"{key}={values[key]}")
+    print(f"{ENVIRONMENT_URL}={values[ENVIRONMENT_URL]}")
+    # A person at a terminal gets the token to paste; a service's output ends
+    # up in logs (a pod's, a journal's) that more people read than should.
+    if sys.stdout.isatty():
+        print(f"{SDK_TOKEN}={values[SDK_TOKEN]}")
+    else:
+        print(f"the environment's token is {SDK_TOKEN} in {suite.env_file}")
     # Kept out of logs: it changes what every environment of the project does.
     print(f"the project admin token is {ADMIN_TOKEN} in {suite.env_file}")
     sys.stdout.flush()

@@ -97,7 +97,7 @@ def test_a_registry_outage_is_unavailable_and_passes(tmp_path: Path) -> None:
         "--registry-url", f"127.0.0.1:{registry_port}", *tls,
     ]  # fmt: skip
     credentials = grpc.ssl_channel_credentials(files.ca_cert.read_bytes())
-    registry = _start(registry_command, environment, "STEPFORGE_SDK_TOKEN=")
+    registry = _start(registry_command, environment, "the project admin token")
     build = _start(build_command, environment, "serving")
     try:
         token = read_env_file(tmp_path / "r" / "env")["STEPFORGE_SDK_TOKEN"]
@@ -116,7 +116,7 @@ def test_a_registry_outage_is_unavailable_and_passes(tmp_path: Path) -> None:
             assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
             assert f"registry at 127.0.0.1:{registry_port}" in raised.value.details()
 
-            registry = _start(registry_command, environment, "STEPFORGE_SDK_TOKEN=")
+            registry = _start(registry_command, environment, "the project admin token")
             created = _eventually_created(stub, metadata)
             assert created.status == common_pb2.STEP_STATUS_PENDING
     finally:

@@ -52,6 +52,13 @@ def test_up_serves_tls_and_writes_the_environment_privately(tmp_path: Path) -> N
         assert running.env["STEPFORGE_ADMIN_TOKEN"].startswith("sf_")
         assert running.env["STEPFORGE_CA_CERT"] == str(data_dir / "tls" / "ca.pem")
         assert env_file.stat().st_mode & 0o777 == 0o600
+        # Output that is not a terminal ends up in logs: no token in it.
+        printed = "".join(running.output)
+        assert (
+            f"the environment's token is STEPFORGE_SDK_TOKEN in {env_file}" in printed
+        )
+        assert running.env["STEPFORGE_SDK_TOKEN"] not in printed
+        assert running.env["STEPFORGE_ADMIN_TOKEN"] not in printed
         assert (data_dir / "service-token").stat().st_mode & 0o777 == 0o600
         assert (data_dir / "tls" / "server-key.pem").stat().st_mode & 0o777 == 0o600
         with running.sdk() as sdk:
@@ -150,7 +157,7 @@ def test_services_run_apart_and_talk_through_grpc_over_tls(tmp_path: Path) -> No
     build = None
     try:
         assert registry.stdout is not None
-        while not registry.stdout.readline().startswith("STEPFORGE_SDK_TOKEN="):
+        while not registry.stdout.readline().startswith("the project admin token"):
             assert registry.poll() is None, "the registry did not start"
         token = read_env_file(data_dir / "r" / "env")["STEPFORGE_SDK_TOKEN"]
         build = subprocess.Popen(

@@ -118,7 +118,7 @@ def suite_process(data_dir: Path, port: int, *extra: str) -> Iterator[SuiteProce
     )
     handle = SuiteProcess(process, {})
     try:
-        handle.env = _wait_for_env(process, env_file, port)
+        handle.env = _wait_for_env(process, env_file, port, handle.output)
         # The suite logs every request it accepts; a pipe nobody reads would
         # fill up and stop it at its next log line.
         drain = threading.Thread(
@@ -142,17 +142,16 @@ def _keep_tail(process: subprocess.Popen[str], tail: deque[str]) -> None:
 
 
 def _wait_for_env(
-    process: subprocess.Popen[str], env_file: Path, port: int
+    process: subprocess.Popen[str], env_file: Path, port: int, seen: deque[str]
 ) -> dict[str, str]:
     deadline = time.monotonic() + START_TIMEOUT_S
     assert process.stdout is not None
-    seen = []
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
             break
         seen.append(line)
-        if line.startswith("STEPFORGE_SDK_TOKEN="):
+        if line.startswith("the project admin token is"):
             values = read_env_file(env_file)
             assert values["STEPFORGE_ENVIRONMENT_URL"].endswith(f":{port}")
             return values
