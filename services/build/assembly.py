@@ -9,13 +9,19 @@ from functools import partial
 from pathlib import Path
 
 from stepforge.services.build.build_runner import BuildRunner
-from stepforge.services.build.garbage import collect_unreferenced_archives
+from stepforge.services.build.builder import Builder
+from stepforge.services.build.garbage import (
+    collect_stale_build_contexts,
+    collect_unreferenced_archives,
+)
 from stepforge.services.build.internal_service import BuildInternalServicer
+from stepforge.services.build.kaniko_builder import NEEDS_PRESIGNING, KanikoBuilder
 from stepforge.services.build.local_builder import LocalBuilder
 from stepforge.services.build.service import BuildServicer
-from stepforge.services.core.object_store import ObjectStore
+from stepforge.services.core.object_store import ObjectStore, PresigningStore
 from stepforge.services.core.registry_client import RegistryClient
 from stepforge.services.core.server import Registration, ServiceParts
+from stepforge.services.kubernetes.client import api_client
 from stepforge.services.kubernetes.settings import KubernetesSettings
 from stepforge.v1 import build_pb2, build_pb2_grpc
 
@@ -37,11 +43,21 @@ def build_parts(
     kubernetes: KubernetesSettings | None = None,
 ) -> ServiceParts:
     build_dir = data_dir / "build"
-    builder = LocalBuilder(
-        build_dir,
-        strict_python_version=strict_python_version,
-        system_site_packages=system_site_packages,
-    )
+    builder: Builder
+    local_builder: LocalBuilder | None = None
+    kaniko: KanikoBuilder | None = None
+    if backend_kind == "local":
+        builder = local_builder = LocalBuilder(
+            build_dir,
+            strict_python_version=strict_python_version,
+            system_site_packages=system_site_packages,
+        )
+    elif backend_kind == "kubernetes":
+        builder = kaniko = _kaniko_builder(build_dir, objects, kubernetes)
+    else:
+        raise ValueError(
+            f"backend_kind {backend_kind!r} must be one of: local, kubernetes"
+        )
     runner = BuildRunner(builder, registry, objects, build_dir / "scratch", workers)
     services = build_pb2.DESCRIPTOR.services_by_name
     parts = ServiceParts(
@@ -56,13 +72,18 @@ def build_parts(
             Registration(
                 partial(
                     build_pb2_grpc.add_BuildInternalServiceServicer_to_server,
-                    BuildInternalServicer(builder),
+                    BuildInternalServicer(local_builder),
                 ),
                 services["BuildInternalService"].full_name,
             ),
         ],
         closers=[runner.shutdown],
     )
+    if kaniko is not None:
+        # Closers run last to first: stop following Jobs, let the workers
+        # return, then close the image records.
+        parts.closers.insert(0, kaniko.close)
+        parts.closers.append(kaniko.interrupt)
     stop_collecting = threading.Event()
 
     def recover() -> None:
@@ -73,9 +94,15 @@ def build_parts(
         resumed = runner.resume_pending()
         if resumed:
             logger.info("resumed %d interrupted builds", resumed)
+        # A build context is useless once the URL handed out for it expired.
+        context_max_age = (
+            timedelta(seconds=kubernetes.presign_ttl_s)
+            if kaniko is not None and kubernetes is not None
+            else None
+        )
         threading.Thread(
             target=_collect_periodically,
-            args=(objects, registry, stop_collecting),
+            args=(objects, registry, context_max_age, stop_collecting),
             name="archive-gc",
             daemon=True,
         ).start()
@@ -85,12 +112,37 @@ def build_parts(
     return parts
 
 
+def _kaniko_builder(
+    build_dir: Path, objects: ObjectStore, kubernetes: KubernetesSettings | None
+) -> KanikoBuilder:
+    if kubernetes is None:
+        raise ValueError(
+            "the kubernetes build backend needs the cluster settings "
+            "(--image-repository and the other Kubernetes flags)"
+        )
+    if not isinstance(objects, PresigningStore):
+        raise ValueError(NEEDS_PRESIGNING)
+    return KanikoBuilder(
+        api_client(kubernetes),
+        kubernetes,
+        objects,
+        build_dir,
+        build_timeout_s=kubernetes.build_timeout_s,
+        pending_timeout_s=kubernetes.pending_timeout_s,
+    )
+
+
 def _collect_periodically(
-    objects: ObjectStore, registry: RegistryClient, stop: threading.Event
+    objects: ObjectStore,
+    registry: RegistryClient,
+    context_max_age: timedelta | None,
+    stop: threading.Event,
 ) -> None:
     while True:
         try:
             collect_unreferenced_archives(objects, registry, GC_GRACE)
+            if context_max_age is not None:
+                collect_stale_build_contexts(objects, context_max_age)
         except Exception:
             logger.exception("archive garbage collection failed; retrying later")
         if stop.wait(GC_INTERVAL_S):

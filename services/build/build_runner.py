@@ -10,7 +10,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from stepforge.services.build.build_log import BuildLog
-from stepforge.services.build.builder import Builder, BuildOutcome, BuildSpec
+from stepforge.services.build.builder import (
+    Builder,
+    BuildInterrupted,
+    BuildOutcome,
+    BuildSpec,
+)
 from stepforge.services.build.git_archive import SourceError, archive_from_git
 from stepforge.services.build.upload import archive_key
 from stepforge.services.core.languages import find_language
@@ -107,6 +112,11 @@ class BuildRunner:
         started = time.monotonic()
         try:
             outcome = self._build(step, archive, log)
+        except BuildInterrupted:
+            # Left pending: the next start resumes it from the stored archive.
+            logger.info("build of %s interrupted by the service stopping", step.name)
+            self._announce_end(environment, step.name)
+            return
         except Exception as error:  # a bug must still end the build
             logger.exception("build of %s crashed", step.name)
             outcome = BuildOutcome(
@@ -123,8 +133,9 @@ class BuildRunner:
             "succeeded" if outcome.ready else "failed",
             elapsed,
         )
-        runtime_id = outcome.runtime_path.name if outcome.runtime_path else ""
-        self._report(environment, step, log, ready=outcome.ready, runtime_id=runtime_id)
+        self._report(
+            environment, step, log, ready=outcome.ready, runtime_id=outcome.runtime_id
+        )
         self._announce_end(environment, step.name)
 
     def _run_git(

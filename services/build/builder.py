@@ -32,11 +32,20 @@ class BuildOutcome:
 
     ready: bool
     failure_reason: str = ""
+    # What the registry records and executions run: the environment's folder
+    # name for the local builder, the image reference for the image builder.
+    runtime_id: str = ""
     runtime_path: Path | None = None
     code_path: Path | None = None
 
 
+class BuildInterrupted(Exception):
+    """The service is stopping: the build is neither ready nor failed, and
+    resumes when the service starts again."""
+
+
 class Builder(Protocol):
     def build(self, spec: BuildSpec, log: BuildLog) -> BuildOutcome:
-        """Builds `spec`, writing progress to `log`. Never raises for a bad step."""
+        """Builds `spec`, writing progress to `log`. Never raises for a bad
+        step; may raise BuildInterrupted while the service stops."""
         ...

@@ -129,7 +129,12 @@ class LocalBuilder:
         with _phase(log, "environment ready"):
             env_dir = self._environment(spec, code_dir, requirements, log)
         log.write(f"step {spec.step_name} is ready")
-        return BuildOutcome(ready=True, runtime_path=env_dir, code_path=code_dir)
+        return BuildOutcome(
+            ready=True,
+            runtime_id=env_dir.name,
+            runtime_path=env_dir,
+            code_path=code_dir,
+        )
 
     def _code_dir(self, spec: BuildSpec, log: BuildLog) -> Path:
         sha = spec.archive_sha256

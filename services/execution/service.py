@@ -31,10 +31,11 @@ from stepforge.services.core.names import (
 )
 from stepforge.services.core.object_store import ObjectStore
 from stepforge.services.core.registry_client import RegistryClient
+from stepforge.services.execution.backend import ExecutionBackend
 from stepforge.services.execution.file_inputs import receive_file_inputs
 from stepforge.services.execution.inputs import check_inputs
 from stepforge.services.execution.lifecycle import Lifecycle
-from stepforge.services.execution.local_backend import DEFAULT_TIMEOUT_S, LocalBackend
+from stepforge.services.execution.local_backend import DEFAULT_TIMEOUT_S
 from stepforge.services.execution.logs import LogBook
 from stepforge.services.execution.object_keys import execution_prefix, output_key
 from stepforge.services.execution.store import (
@@ -65,7 +66,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         store: ExecutionStore,
         logs: LogBook,
         lifecycle: Lifecycle,
-        backend: LocalBackend,
+        backend: ExecutionBackend,
         objects: ObjectStore,
     ) -> None:
         self._registry = registry

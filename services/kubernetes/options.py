@@ -8,12 +8,14 @@ import os
 from pathlib import Path
 
 from stepforge.services.kubernetes.settings import (
+    DEFAULT_BUILD_TIMEOUT_S,
     DEFAULT_FETCH_IMAGE,
     DEFAULT_GPU_NODE_SELECTOR,
     DEFAULT_GPU_RESOURCE,
     DEFAULT_JOB_TTL_S,
     DEFAULT_KANIKO_IMAGE,
     DEFAULT_NAMESPACE,
+    DEFAULT_PENDING_TIMEOUT_S,
     DEFAULT_PRESIGN_TTL_S,
     KubernetesSettings,
     Toleration,
@@ -122,6 +124,23 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
         f"(default: {DEFAULT_JOB_TTL_S}) [STEPFORGE_JOB_TTL_S]",
     )
     group.add_argument(
+        "--pending-timeout",
+        type=int,
+        default=int(
+            _env("STEPFORGE_PENDING_TIMEOUT_S", str(DEFAULT_PENDING_TIMEOUT_S))
+        ),
+        help="seconds a build or step pod may wait for a node or its image "
+        f"before it fails (default: {DEFAULT_PENDING_TIMEOUT_S}) "
+        "[STEPFORGE_PENDING_TIMEOUT_S]",
+    )
+    group.add_argument(
+        "--build-timeout",
+        type=int,
+        default=int(_env("STEPFORGE_BUILD_TIMEOUT_S", str(DEFAULT_BUILD_TIMEOUT_S))),
+        help="seconds a Kaniko build may take "
+        f"(default: {DEFAULT_BUILD_TIMEOUT_S}) [STEPFORGE_BUILD_TIMEOUT_S]",
+    )
+    group.add_argument(
         "--presign-ttl",
         type=int,
         default=int(_env("STEPFORGE_PRESIGN_TTL_S", str(DEFAULT_PRESIGN_TTL_S))),
@@ -159,6 +178,8 @@ def kubernetes_settings(args: argparse.Namespace) -> KubernetesSettings | None:
         gpu_tolerations=tolerations,
         job_ttl_s=args.job_ttl,
         presign_ttl_s=args.presign_ttl,
+        pending_timeout_s=args.pending_timeout,
+        build_timeout_s=args.build_timeout,
     )
 
 

@@ -26,6 +26,9 @@ DEFAULT_JOB_TTL_S = 3600
 # How long a presigned URL handed to a pod stays valid: the longest a pod may
 # wait to be scheduled and run before it fetches or stores an object.
 DEFAULT_PRESIGN_TTL_S = 6 * 3600
+# How long a pod may wait for a node (or an image pull) before its Job fails.
+DEFAULT_PENDING_TIMEOUT_S = 600
+DEFAULT_BUILD_TIMEOUT_S = 1800
 
 _LABEL_KEY = re.compile(
     r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -83,6 +86,9 @@ class KubernetesSettings:
     gpu_tolerations: tuple[Toleration, ...] = DEFAULT_GPU_TOLERATIONS
     job_ttl_s: int = DEFAULT_JOB_TTL_S
     presign_ttl_s: int = DEFAULT_PRESIGN_TTL_S
+    pending_timeout_s: int = DEFAULT_PENDING_TIMEOUT_S
+    # The deadline of a Kaniko Job, from its start to the pushed image.
+    build_timeout_s: int = DEFAULT_BUILD_TIMEOUT_S
 
     def __post_init__(self) -> None:
         validate_settings(self)
@@ -121,7 +127,7 @@ def validate_settings(settings: KubernetesSettings) -> None:
             f"gpu_resource {settings.gpu_resource!r} must be an extended resource "
             "name such as nvidia.com/gpu"
         )
-    for name in ("job_ttl_s", "presign_ttl_s"):
+    for name in ("job_ttl_s", "presign_ttl_s", "pending_timeout_s", "build_timeout_s"):
         if getattr(settings, name) <= 0:
             raise ValueError(f"{name} must be a positive number of seconds")
     # S3 presigned URLs live at most seven days.

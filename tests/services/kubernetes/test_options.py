@@ -41,6 +41,8 @@ def test_flags_become_settings(tmp_path: Path) -> None:
                 "--gpu-node-selector=gpu=a100,zone=a",
                 "--gpu-toleration=dedicated=ml:NoExecute,nvidia.com/gpu",
                 "--job-ttl=60",
+                "--pending-timeout=30",
+                "--build-timeout=900",
                 "--insecure-registry",
             ]
         )
@@ -55,6 +57,8 @@ def test_flags_become_settings(tmp_path: Path) -> None:
         Toleration("nvidia.com/gpu", "NoSchedule"),
     )
     assert settings.job_ttl_s == 60
+    assert settings.pending_timeout_s == 30
+    assert settings.build_timeout_s == 900
     assert settings.insecure_registry
 
 
