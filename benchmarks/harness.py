@@ -103,6 +103,7 @@ def running_suite(data_dir: Path, *options: str) -> Iterator[Suite]:
             str(data_dir),
             "--port",
             "0",
+            "--no-console",
             *options,
         ],
         stdout=subprocess.PIPE,
@@ -110,17 +111,14 @@ def running_suite(data_dir: Path, *options: str) -> Iterator[Suite]:
     )
     try:
         assert process.stdout is not None
-        values: dict[str, str] = {}
+        # The last line `up` prints at start; the values are in its env file.
         for line in process.stdout:
-            key, _, value = line.strip().partition("=")
-            if key.startswith("STEPFORGE_"):
-                values[key] = value
-            if len(values) == 2:
+            if line.startswith("the project admin token"):
                 break
         else:
             raise RuntimeError("stepforge up exited before it was ready")
-        # The authority is in the environment file `up` writes, not announced.
-        ca_cert = _env_file(data_dir / "env").get("STEPFORGE_CA_CERT")
+        values = _env_file(data_dir / "env")
+        ca_cert = values.get("STEPFORGE_CA_CERT")
         yield Suite(
             pid=process.pid,
             data_dir=data_dir,
