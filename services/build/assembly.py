@@ -65,7 +65,13 @@ def build_parts(
             Registration(
                 partial(
                     build_pb2_grpc.add_BuildServiceServicer_to_server,
-                    BuildServicer(registry, objects, runner, build_dir / "uploads"),
+                    BuildServicer(
+                        registry,
+                        objects,
+                        runner,
+                        build_dir / "uploads",
+                        builds_images=backend_kind == "kubernetes",
+                    ),
                 ),
                 services["BuildService"].full_name,
             ),

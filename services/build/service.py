@@ -40,11 +40,15 @@ class BuildServicer(build_pb2_grpc.BuildServiceServicer):
         store: ObjectStore,
         runner: BuildRunner,
         uploads_dir: Path,
+        *,
+        builds_images: bool = False,
     ) -> None:
         self._registry = registry
         self._store = store
         self._runner = runner
         self._uploads_dir = uploads_dir
+        # An image build takes Python from its base image, never from this host.
+        self._builds_images = builds_images
 
     def CreateStep(
         self,
@@ -136,8 +140,8 @@ class BuildServicer(build_pb2_grpc.BuildServiceServicer):
                     name=language.name,
                     python_version=language.python_version,
                     cuda_version=language.cuda_version or "",
-                    interpreter_available=find_python(language.python_version)
-                    is not None,
+                    interpreter_available=self._builds_images
+                    or find_python(language.python_version) is not None,
                 )
                 for language in SUPPORTED_LANGUAGES
             ]

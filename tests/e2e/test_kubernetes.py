@@ -230,3 +230,12 @@ def test_a_failing_step_fails_as_on_the_local_backend(
         kube.sdk.run_pipeline("fails-pipeline")
 
     assert "ValueError: no such luck" in str(raised.value)
+
+
+def test_every_language_is_available_because_images_bring_their_python(
+    kube: KubeSuite,
+) -> None:
+    languages = kube.sdk.list_languages()
+
+    assert {item["name"] for item in languages} >= {"python:3.8-slim", GPU_LANGUAGE}
+    assert all(item["interpreter_available"] for item in languages)

@@ -191,7 +191,10 @@ class Language(_message.Message):
     cuda_version: _builtins.str
     """The CUDA version, such as `12.1`; empty for CPU languages."""
     interpreter_available: _builtins.bool
-    """Whether an interpreter of this version was found on the build host."""
+    """Whether the build backend can provide an interpreter of this version:
+    one found on the build host for the local backend; always for image
+    builds, whose base image brings it.
+    """
     def __init__(
         self,
         *,
