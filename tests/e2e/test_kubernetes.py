@@ -18,6 +18,7 @@ from support.s3_server import S3Endpoint
 from support.suite import SuiteUnderTest, running_suite
 
 from stepforge import ExecutionFailedError, Input, Output, StepforgeSdk
+from stepforge.services.build import service as build_service
 from stepforge.services.kubernetes.settings import (
     DEFAULT_FETCH_IMAGE,
     DEFAULT_KANIKO_IMAGE,
@@ -233,8 +234,11 @@ def test_a_failing_step_fails_as_on_the_local_backend(
 
 
 def test_every_language_is_available_because_images_bring_their_python(
-    kube: KubeSuite,
+    kube: KubeSuite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # As on a build host with no Python of its own to offer.
+    monkeypatch.setattr(build_service, "find_python", lambda version: None)
+
     languages = kube.sdk.list_languages()
 
     assert {item["name"] for item in languages} >= {"python:3.8-slim", GPU_LANGUAGE}
