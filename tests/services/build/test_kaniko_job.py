@@ -17,7 +17,8 @@ from stepforge.services.kubernetes.settings import KubernetesSettings
 TAG = "ab" * 32
 REFERENCE = f"registry.local:5000/steps:{TAG}"
 URL = "http://127.0.0.1:9000/bucket/build-contexts/x.tar.gz?X-Amz-Signature=abc"
-KUBERNETES_VERSION = "1.33.0"
+# The oldest version the specs are meant for, and the newest the package knows.
+KUBERNETES_VERSIONS = ("1.33.0", kubernetes_validate.latest_version())
 
 
 def _job(**settings: Any) -> dict[str, Any]:
@@ -49,7 +50,8 @@ def _containers(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_every_build_job_passes_the_strict_kubernetes_schema(
     settings: dict[str, Any],
 ) -> None:
-    kubernetes_validate.validate(_job(**settings), KUBERNETES_VERSION, strict=True)
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(_job(**settings), version, strict=True)
 
 
 def test_the_job_runs_once_within_its_deadline_and_is_cleaned_up() -> None:
@@ -69,7 +71,8 @@ def test_the_job_is_labelled_for_the_build_component_and_its_step() -> None:
 
     assert labels[MANAGED_BY] == "stepforge"
     assert labels[COMPONENT] == "build"
-    kubernetes_validate.validate(job, KUBERNETES_VERSION, strict=True)
+    for version in KUBERNETES_VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
     assert labels[STEP].startswith("My-Step-with-odd-name")
     assert job["spec"]["template"]["metadata"]["labels"] == labels
 
