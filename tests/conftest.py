@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,19 @@ def object_store(
     if request.param == "local":
         yield LocalObjectStore(tmp_path / "objects")
         return
-    server: S3Endpoint = request.getfixturevalue("s3_server")
+    with fresh_s3_store(request.getfixturevalue("s3_server")) as store:
+        yield store
+
+
+@pytest.fixture
+def s3_store(s3_server: S3Endpoint) -> Iterator[S3ObjectStore]:
+    """An empty bucket of its own on the session's S3 server."""
+    with fresh_s3_store(s3_server) as store:
+        yield store
+
+
+@contextmanager
+def fresh_s3_store(server: S3Endpoint) -> Iterator[S3ObjectStore]:
     store = S3ObjectStore(
         server.endpoint,
         server.access_key,

@@ -8,6 +8,7 @@ only once all of it was accepted.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import posixpath
 import shutil
@@ -284,3 +285,12 @@ def _drain(compressed: gzip.GzipFile) -> None:
         trailing += len(chunk)
         if trailing > _MAX_TRAILING_BYTES:
             raise ArchiveError("the code archive has unexpected data after its end")
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()

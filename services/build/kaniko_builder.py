@@ -9,7 +9,6 @@ build submitted again after a restart follows the Job of the first.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import stepforge.services.execution as execution_package
-from stepforge.services.build.archive import ArchiveError, extract_archive
+from stepforge.services.build.archive import ArchiveError, extract_archive, file_sha256
 from stepforge.services.build.build_context import (
     CONTEXT_PREFIX,
     BuildContext,
@@ -174,7 +173,7 @@ class KanikoBuilder:
         return _ready(log, spec, reference)
 
     def _context(self, spec: BuildSpec, work: Path, log: BuildLog) -> BuildContext:
-        actual = _file_sha256(spec.archive_path)
+        actual = file_sha256(spec.archive_path)
         if actual != spec.archive_sha256:
             raise _StepRejected(
                 f"the code archive's sha256 is {actual}, not the expected "
@@ -307,11 +306,3 @@ def _ready(log: BuildLog, spec: BuildSpec, reference: str) -> BuildOutcome:
 def _failed(log: BuildLog, reason: str) -> BuildOutcome:
     log.write(f"build failed: {reason}")
     return BuildOutcome(ready=False, failure_reason=reason)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()

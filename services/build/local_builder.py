@@ -23,7 +23,7 @@ from typing import IO, cast
 
 from uv import find_uv_bin
 
-from stepforge.services.build.archive import ArchiveError, extract_archive
+from stepforge.services.build.archive import ArchiveError, extract_archive, file_sha256
 from stepforge.services.build.build_log import BuildLog
 from stepforge.services.build.builder import BuildOutcome, BuildSpec
 from stepforge.services.build.interpreters import (
@@ -151,7 +151,7 @@ class LocalBuilder:
             # extracting this archive while the lock is held.
             for leftover in code_dir.parent.glob(f".{sha}.*"):
                 shutil.rmtree(leftover, ignore_errors=True)
-            actual = _file_sha256(spec.archive_path)
+            actual = file_sha256(spec.archive_path)
             if actual != sha:
                 raise _StepRejected(
                     f"the code archive's sha256 is {actual}, not the expected {sha}"
@@ -466,14 +466,6 @@ _LOCAL_REFERENCE = re.compile(
 
 def _refers_to_local_files(requirements: bytes) -> bool:
     return bool(_LOCAL_REFERENCE.search(requirements))
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _uv_binary() -> str:

@@ -5,46 +5,23 @@ import hashlib
 import tarfile
 from pathlib import Path
 
+from support.build_specs import build_spec, code_folder
+
 from stepforge.services.build.build_context import write_build_context
-from stepforge.services.build.builder import BuildSpec
 from stepforge.services.build.dockerfile import CONTEXT_DOCKERFILE, image_recipe
-from stepforge.services.core.languages import find_language
 
 SCRIPTS = {"runner.py": b"# runner\n", "pod_entry.py": b"# pod entry\n"}
-
-
-def _spec(code: Path, **overrides: object) -> BuildSpec:
-    language = find_language("python:3.11-slim")
-    assert language is not None
-    fields: dict[str, object] = {
-        "step_name": "demo",
-        "archive_path": code / "unused.tar.gz",
-        "archive_sha256": "0" * 64,
-        "function_path": "main.py",
-        "function_name": "main",
-        "input_names": (),
-        "language": language,
-    }
-    fields.update(overrides)
-    return BuildSpec(**fields)  # type: ignore[arg-type]
-
-
-def _code(tmp_path: Path, files: dict[str, str]) -> Path:
-    root = tmp_path / "code"
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def test_the_build_context_is_the_same_bytes_for_the_same_content(
     tmp_path: Path,
 ) -> None:
-    code = _code(tmp_path, {"main.py": "x = 1\n", "pkg/util.py": "", "run.sh": ""})
+    code = code_folder(
+        tmp_path, {"main.py": "x = 1\n", "pkg/util.py": "", "run.sh": ""}
+    )
     (code / "run.sh").chmod(0o755)
     (code / "link.py").symlink_to("main.py")
-    recipe = image_recipe(_spec(code), code)
+    recipe = image_recipe(build_spec(code), code)
 
     first = write_build_context(recipe, code, SCRIPTS, tmp_path / "first.tar.gz")
     again = write_build_context(recipe, code, SCRIPTS, tmp_path / "again.tar.gz")
@@ -78,9 +55,9 @@ def test_the_build_context_is_the_same_bytes_for_the_same_content(
 def test_the_content_hash_covers_the_dockerfile_and_the_scripts(
     tmp_path: Path,
 ) -> None:
-    code = _code(tmp_path, {"main.py": ""})
-    recipe = image_recipe(_spec(code), code)
-    other_recipe = image_recipe(_spec(code, system_dependencies=("git",)), code)
+    code = code_folder(tmp_path, {"main.py": ""})
+    recipe = image_recipe(build_spec(code), code)
+    other_recipe = image_recipe(build_spec(code, system_dependencies=("git",)), code)
     other_scripts = dict(SCRIPTS, **{"runner.py": b"# runner 2\n"})
 
     hashes = {
@@ -96,9 +73,9 @@ def test_the_content_hash_covers_the_dockerfile_and_the_scripts(
 def test_the_content_hash_is_the_hash_of_the_uncompressed_context(
     tmp_path: Path,
 ) -> None:
-    code = _code(tmp_path, {"main.py": ""})
+    code = code_folder(tmp_path, {"main.py": ""})
     context = write_build_context(
-        image_recipe(_spec(code), code), code, SCRIPTS, tmp_path / "c.tar.gz"
+        image_recipe(build_spec(code), code), code, SCRIPTS, tmp_path / "c.tar.gz"
     )
     uncompressed = gzip.decompress(context.path.read_bytes())
 
@@ -109,7 +86,7 @@ def test_the_content_hash_is_the_hash_of_the_uncompressed_context(
 
 
 def test_a_steps_dockerignore_cannot_hide_the_suites_files(tmp_path: Path) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         {
             "main.py": "",
@@ -117,7 +94,7 @@ def test_a_steps_dockerignore_cannot_hide_the_suites_files(tmp_path: Path) -> No
             ".dockerignore": ".*\n*.md\n",
         },
     )
-    recipe = image_recipe(_spec(code, dockerfile_path="Dockerfile"), code)
+    recipe = image_recipe(build_spec(code, dockerfile_path="Dockerfile"), code)
 
     context = write_build_context(recipe, code, SCRIPTS, tmp_path / "c.tar.gz")
 

@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from support.build_specs import build_spec, code_folder
 
-from stepforge.services.build.builder import BuildSpec
 from stepforge.services.build.dockerfile import (
     CUDA_BASE_IMAGES,
     STEP_UID,
@@ -27,29 +27,6 @@ def _lines(text: str) -> list[str]:
 
 def _index(lines: list[str], start: str) -> int:
     return next(i for i, line in enumerate(lines) if line.startswith(start))
-
-
-def _spec(code: Path, **overrides: object) -> BuildSpec:
-    fields: dict[str, object] = {
-        "step_name": "demo",
-        "archive_path": code / "unused.tar.gz",
-        "archive_sha256": "0" * 64,
-        "function_path": "main.py",
-        "function_name": "main",
-        "input_names": (),
-        "language": CPU,
-    }
-    fields.update(overrides)
-    return BuildSpec(**fields)  # type: ignore[arg-type]
-
-
-def _code(tmp_path: Path, files: dict[str, str]) -> Path:
-    root = tmp_path / "code"
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    return root
 
 
 def test_cpu_image_starts_from_python_slim_and_makes_the_venv_with_its_python() -> None:
@@ -191,9 +168,9 @@ def test_a_steps_own_dockerfile_is_kept_and_followed_by_the_contract(
     tmp_path: Path,
 ) -> None:
     own = "FROM python:3.12-slim\nRUN pip install numpy\n"
-    code = _code(tmp_path, {"main.py": "", "docker/Dockerfile": own})
+    code = code_folder(tmp_path, {"main.py": "", "docker/Dockerfile": own})
 
-    recipe = image_recipe(_spec(code, dockerfile_path="docker/Dockerfile"), code)
+    recipe = image_recipe(build_spec(code, dockerfile_path="docker/Dockerfile"), code)
     text = recipe.dockerfile.decode()
 
     assert recipe.code_dir == ""
@@ -236,28 +213,28 @@ def test_a_closed_here_document_and_a_backslash_under_another_escape_are_fine() 
     assert wrapped_dockerfile(backtick, "Dockerfile").startswith(backtick)
 
 
-def test_code_paths_must_name_files_inside_the_code(tmp_path: Path) -> None:
-    code = _code(tmp_path, {"main.py": "", "requirements.txt": ""})
+def test_code_paths_must_name_files_inside_thecode_folder(tmp_path: Path) -> None:
+    code = code_folder(tmp_path, {"main.py": "", "requirements.txt": ""})
     (tmp_path / "outside.txt").write_text("")
     (code / "escape.txt").symlink_to(tmp_path / "outside.txt")
 
     with pytest.raises(RecipeError, match="is not a file in the step's code"):
-        image_recipe(_spec(code, requirements_path="missing.txt"), code)
+        image_recipe(build_spec(code, requirements_path="missing.txt"), code)
     with pytest.raises(RecipeError, match="leads outside the step's code"):
-        image_recipe(_spec(code, requirements_path="escape.txt"), code)
+        image_recipe(build_spec(code, requirements_path="escape.txt"), code)
     with pytest.raises(RecipeError, match=r"container_config\.dockerfile_path"):
-        image_recipe(_spec(code, dockerfile_path="Dockerfile"), code)
-    recipe = image_recipe(_spec(code, requirements_path="requirements.txt"), code)
+        image_recipe(build_spec(code, dockerfile_path="Dockerfile"), code)
+    recipe = image_recipe(build_spec(code, requirements_path="requirements.txt"), code)
     assert b"requirements.txt" in recipe.dockerfile
 
 
 def test_an_own_dockerfile_must_not_meet_the_suites_context_folder(
     tmp_path: Path,
 ) -> None:
-    code = _code(
+    code = code_folder(
         tmp_path,
         {"main.py": "", "Dockerfile": "FROM python:3.12-slim\n", ".stepforge/x": ""},
     )
 
     with pytest.raises(RecipeError, match="'.stepforge'"):
-        image_recipe(_spec(code, dockerfile_path="Dockerfile"), code)
+        image_recipe(build_spec(code, dockerfile_path="Dockerfile"), code)

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from support.fake_images import FakeImageRegistry, FakeKaniko, FakeStepImages
 from support.fake_kube import FakeCluster, FakeNode, HostRuntime, running_fake_cluster
-from support.s3_server import S3Endpoint
 from support.waiting import eventually
 
 from stepforge.services.build.build_context import CONTEXT_PREFIX
@@ -46,17 +45,8 @@ STEP = (
 
 
 @pytest.fixture
-def store(s3_server: S3Endpoint) -> Iterator[S3ObjectStore]:
-    store = S3ObjectStore(
-        s3_server.endpoint,
-        s3_server.access_key,
-        s3_server.secret_key,
-        f"test-{uuid.uuid4().hex}",
-        region="us-east-1",
-    )
-    yield store
-    for info in store.list():
-        store.delete(info.key)
+def store(s3_store: S3ObjectStore) -> S3ObjectStore:
+    return s3_store
 
 
 @pytest.fixture

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from support.s3_server import S3Endpoint
 
 from stepforge.services.core.object_store import (
     LocalObjectStore,
     PresigningStore,
     S3ObjectStore,
 )
-
-
-@pytest.fixture
-def s3_store(s3_server: S3Endpoint) -> S3ObjectStore:
-    return S3ObjectStore(
-        s3_server.endpoint,
-        s3_server.access_key,
-        s3_server.secret_key,
-        f"presign-{uuid.uuid4().hex[:12]}",
-        region="us-east-1",
-    )
 
 
 def put(url: str, body: bytes) -> int:

@@ -24,7 +24,6 @@ from support.fake_kube import (
     rewrite_paths,
     running_fake_cluster,
 )
-from support.s3_server import S3Endpoint
 from support.waiting import eventually
 
 from stepforge.services.core.object_store import S3ObjectStore
@@ -270,17 +269,8 @@ def image(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def objects(s3_server: S3Endpoint) -> Iterator[S3ObjectStore]:
-    store = S3ObjectStore(
-        s3_server.endpoint,
-        s3_server.access_key,
-        s3_server.secret_key,
-        f"k8s-{uuid.uuid4().hex[:12]}",
-        region="us-east-1",
-    )
-    yield store
-    for info in store.list():
-        store.delete(info.key)
+def objects(s3_store: S3ObjectStore) -> S3ObjectStore:
+    return s3_store
 
 
 GPU_NODE = FakeNode(

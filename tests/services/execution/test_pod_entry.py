@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.s3_server import S3Endpoint
 from support.waiting import eventually
 
 from stepforge.services.core.object_store import S3ObjectStore
@@ -147,17 +146,8 @@ def _pod(tmp_path: Path, python: str) -> Pod:
 
 
 @pytest.fixture
-def store(s3_server: S3Endpoint) -> Iterator[S3ObjectStore]:
-    store = S3ObjectStore(
-        s3_server.endpoint,
-        s3_server.access_key,
-        s3_server.secret_key,
-        f"pods-{uuid.uuid4().hex[:12]}",
-        region="us-east-1",
-    )
-    yield store
-    for info in store.list():
-        store.delete(info.key)
+def store(s3_store: S3ObjectStore) -> S3ObjectStore:
+    return s3_store
 
 
 def _run(
