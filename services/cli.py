@@ -142,8 +142,9 @@ def _parser() -> argparse.ArgumentParser:
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
-        default=str(DEFAULT_DATA_DIR),
-        help="where metadata, archives and environments live (default: ~/.stepforge)",
+        default=os.environ.get("STEPFORGE_DATA_DIR") or str(DEFAULT_DATA_DIR),
+        help="where metadata, archives and environments live (default: "
+        "~/.stepforge) [STEPFORGE_DATA_DIR]",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument(
@@ -151,8 +152,9 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--object-store",
+        default=os.environ.get("STEPFORGE_OBJECT_STORE") or None,
         help="file:///path, or s3://KEY:SECRET@host:port/bucket for MinIO or any "
-        "S3-compatible store (default: <data-dir>/objects)",
+        "S3-compatible store (default: <data-dir>/objects) [STEPFORGE_OBJECT_STORE]",
     )
     parser.add_argument(
         "--strict-python-version",

@@ -203,3 +203,17 @@ def test_services_run_apart_and_talk_through_grpc_over_tls(tmp_path: Path) -> No
                 process.wait(timeout=20)
                 if process.stdout is not None:
                     process.stdout.close()
+
+
+def test_data_dir_and_object_store_default_to_their_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from stepforge.services import cli
+
+    monkeypatch.setenv("STEPFORGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STEPFORGE_OBJECT_STORE", "s3://k:s@minio:9000/steps")
+
+    parsed = cli._parser().parse_args(["serve", "build"])
+
+    assert parsed.data_dir == str(tmp_path / "data")
+    assert parsed.object_store == "s3://k:s@minio:9000/steps"
