@@ -27,10 +27,11 @@ from stepforge.services.execution.gpus import GpuAllocator, cuda_visible_devices
 from stepforge.services.execution.lifecycle import SYSTEM, Lifecycle
 from stepforge.services.execution.limits import Limits, OutputBudget, effective_limits
 from stepforge.services.execution.logs import LogBook
-from stepforge.services.execution.object_keys import input_key, output_key
+from stepforge.services.execution.object_keys import output_key
+from stepforge.services.execution.runner_spec import runner_inputs, runner_outputs
 from stepforge.services.execution.sandbox import sandbox_available, sandboxed
 from stepforge.services.execution.store import StoredExecution
-from stepforge.v1 import common_pb2, execution_pb2
+from stepforge.v1 import execution_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -304,50 +305,29 @@ class LocalBackend:
     ) -> Path:
         """Lays out the run folder: a private copy of the code to work in, the
         inputs, the output folder and the runner's spec."""
-        execution, step = run.execution, run.step
+        step = run.step
         shutil.rmtree(run_dir, ignore_errors=True)
         for folder in ("inputs", "outputs", "defaults", "home", "tmp"):
             (run_dir / folder).mkdir(parents=True)
         shutil.copytree(code, run_dir / "work", symlinks=True)
 
-        inputs: dict[str, dict[str, Any]] = {}
-        for item in step.inputs:
-            value = execution.inputs.get(item.name)
-            if item.data_type != common_pb2.DATA_TYPE_FILE:
-                text = value.json if value is not None else "null"
-                inputs[item.name] = {"kind": "json", "value": json.loads(text)}
-                continue
-            path = None
-            if value is not None and value.HasField("file"):
-                path = run_dir / "inputs" / item.name
-                if item.WhichOneof("default_value") == "default_file_content" and not (
-                    self._objects.exists(input_key(execution.name, item.name))
-                ):
-                    path.write_bytes(item.default_file_content)
-                else:
-                    self._objects.download_file(
-                        input_key(execution.name, item.name), path
-                    )
-            inputs[item.name] = {"kind": "file", "path": str(path) if path else None}
+        def place_input(name: str, source: str | bytes | None) -> dict[str, Any]:
+            if source is None:
+                return {"kind": "file", "path": None}
+            path = run_dir / "inputs" / name
+            if isinstance(source, bytes):
+                path.write_bytes(source)
+            else:
+                self._objects.download_file(source, path)
+            return {"kind": "file", "path": str(path)}
 
-        outputs = []
-        for output in step.outputs:
-            default: dict[str, Any] | None = None
-            kind = output.WhichOneof("default_value")
-            if kind == "default_json":
-                default = {"kind": "json", "value": json.loads(output.default_json)}
-            elif kind == "default_file_content":
-                path = run_dir / "defaults" / output.name
-                path.write_bytes(output.default_file_content)
-                default = {"kind": "file", "path": str(path)}
-            outputs.append(
-                {
-                    "name": output.name,
-                    "data_type": _data_type(output.data_type),
-                    "default": default,
-                }
-            )
+        def place_output_default(name: str, content: bytes) -> dict[str, Any]:
+            path = run_dir / "defaults" / name
+            path.write_bytes(content)
+            return {"kind": "file", "path": str(path)}
 
+        inputs = runner_inputs(run, self._objects, place_input)
+        outputs = runner_outputs(run, place_output_default)
         spec = {
             "protocol": 1,
             "function_path": step.function_path,
@@ -524,10 +504,6 @@ def _step_environment(
 def _timeout_s(execution: execution_pb2.Execution) -> float:
     seconds = duration_seconds(execution.timeout)
     return seconds if seconds > 0 else DEFAULT_TIMEOUT_S
-
-
-def _data_type(data_type: int) -> str:
-    return common_pb2.DataType.Name(data_type).removeprefix("DATA_TYPE_").lower()  # type: ignore[arg-type]
 
 
 def _exit_reason(returncode: int | None) -> str:

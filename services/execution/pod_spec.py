@@ -14,6 +14,7 @@ from stepforge.services.execution.object_keys import (
     input_key,
     output_key,
 )
+from stepforge.services.execution.runner_spec import runner_inputs, runner_outputs
 from stepforge.services.execution.store import StoredExecution
 from stepforge.v1 import common_pb2
 
@@ -54,48 +55,29 @@ def build_pod_spec(
     cannot fit in the pod's environment."""
     execution, step = run.execution, run.step
     name = execution.name
-    inputs: dict[str, dict[str, Any]] = {}
-    for item in step.inputs:
-        value = execution.inputs.get(item.name)
-        if item.data_type != common_pb2.DATA_TYPE_FILE:
-            text = value.json if value is not None else "null"
-            inputs[item.name] = {"kind": "json", "value": json.loads(text)}
-            continue
-        url = None
-        if value is not None and value.HasField("file"):
-            key = input_key(name, item.name)
-            if item.WhichOneof(
-                "default_value"
-            ) == "default_file_content" and not objects.exists(key):
-                objects.put_stream(key, [item.default_file_content])
-            url = objects.presigned_get_url(key, expires)
-        inputs[item.name] = {"kind": "file", "url": url}
 
-    outputs = []
-    for output in step.outputs:
-        entry: dict[str, Any] = {
-            "name": output.name,
-            "data_type": data_type_name(output.data_type),
-            "default": None,
-        }
-        kind = output.WhichOneof("default_value")
-        if kind == "default_json":
-            entry["default"] = {
-                "kind": "json",
-                "value": json.loads(output.default_json),
-            }
-        elif kind == "default_file_content":
-            key = output_default_key(name, output.name)
-            objects.put_stream(key, [output.default_file_content])
-            entry["default"] = {
-                "kind": "file",
-                "url": objects.presigned_get_url(key, expires),
-            }
+    def place_input(item: str, source: str | bytes | None) -> dict[str, Any]:
+        if source is None:
+            return {"kind": "file", "url": None}
+        if isinstance(source, bytes):
+            # Stored first, so the pod fetches every file the same way.
+            key = input_key(name, item)
+            objects.put_stream(key, [source])
+            source = key
+        return {"kind": "file", "url": objects.presigned_get_url(source, expires)}
+
+    def place_output_default(output: str, content: bytes) -> dict[str, Any]:
+        key = output_default_key(name, output)
+        objects.put_stream(key, [content])
+        return {"kind": "file", "url": objects.presigned_get_url(key, expires)}
+
+    inputs = runner_inputs(run, objects, place_input)
+    outputs = runner_outputs(run, place_output_default)
+    for entry, output in zip(outputs, step.outputs):
         if output.data_type == common_pb2.DATA_TYPE_FILE:
             entry["url"] = objects.presigned_put_url(
                 output_key(name, output.name), expires
             )
-        outputs.append(entry)
 
     spec: dict[str, Any] = {
         "protocol": POD_SPEC_PROTOCOL,
@@ -123,11 +105,6 @@ def build_pod_spec(
 def encode_pod_spec(spec: dict[str, Any]) -> str:
     """The spec as the pod's STEPFORGE_POD_SPEC variable holds it."""
     return json.dumps(spec, separators=(",", ":"))
-
-
-def data_type_name(data_type: int) -> str:
-    """`DATA_TYPE_NUMBER` -> `number`, as the runner names types."""
-    return common_pb2.DataType.Name(data_type).removeprefix("DATA_TYPE_").lower()  # type: ignore[arg-type]
 
 
 def _move_values_out(
