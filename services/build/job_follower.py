@@ -13,7 +13,7 @@ from typing import Any
 
 from stepforge.services.build.build_log import BuildLog
 from stepforge.services.build.kaniko_job import FETCH_CONTAINER, KANIKO_CONTAINER
-from stepforge.services.build.kube_api import KubeApi, KubeError
+from stepforge.services.kubernetes.api import KubeApi, KubeError
 
 _CONTAINERS = (FETCH_CONTAINER, KANIKO_CONTAINER)
 _TAIL_LINES = 12
@@ -142,7 +142,7 @@ class _Following:
             return JobEnd(
                 False, f"the build Job {self._name} was deleted before it ended"
             )
-        pods = self._kube.job_pods(job)
+        pods = self._job_pods(job)
         pod = pods[-1] if pods else None
         if pod is not None:
             self._note_pod(pod)
@@ -177,8 +177,14 @@ class _Following:
             self._log.write(f"build pod {name}{where}")
 
     def _final_pod(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        pods = self._kube.job_pods(job)
+        pods = self._job_pods(job)
         return pods[-1] if pods else None
+
+    def _job_pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pods this very Job (not an earlier one of the same name)
+        made, oldest first."""
+        metadata = job["metadata"]
+        return self._kube.job_pods(metadata["name"], metadata.get("uid"))
 
     def _copy_logs(self, pod: dict[str, Any], *, follow: bool) -> None:
         """Copies each container's new lines, in container order; follows a

@@ -42,9 +42,9 @@ from stepforge.services.build.job_follower import (
     JobFollower,
 )
 from stepforge.services.build.kaniko_job import job_name, kaniko_job
-from stepforge.services.build.kube_api import JobExists, KubeApi, KubeError
 from stepforge.services.build.source_checks import check_entry_function
 from stepforge.services.core.object_store import ObjectStore, PresigningStore
+from stepforge.services.kubernetes.api import JobExists, KubeApi, KubeError
 from stepforge.services.kubernetes.settings import (
     DEFAULT_BUILD_TIMEOUT_S,
     DEFAULT_PENDING_TIMEOUT_S,

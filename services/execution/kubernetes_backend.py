@@ -16,10 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
-
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
+from typing import TYPE_CHECKING, Any
 
 from stepforge.services.core.names import short_name
 from stepforge.services.core.object_store import ObjectNotFoundError, ObjectStoreError
@@ -51,18 +48,21 @@ from stepforge.services.execution.pod_spec import (
 )
 from stepforge.services.execution.store import ExecutionStore, StoredExecution
 from stepforge.services.kubernetes import labels
+from stepforge.services.kubernetes.api import JobExists, KubeApi, KubeError
 from stepforge.services.kubernetes.settings import (
     DEFAULT_PENDING_TIMEOUT_S,
     KubernetesSettings,
 )
 from stepforge.v1 import execution_pb2
 
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
 logger = logging.getLogger(__name__)
 
 # Long enough for a large image to be pulled, or a node to be added.
 # How often a pod that has not started yet is looked at.
 POLL_S = 1.0
-REQUEST_TIMEOUT = (5.0, 30.0)
 # How long a Job that has ended may still send its pod's last lines.
 ENDED_GRACE_S = 30.0
 # How long after a cancel the pod's log stream is left to end on its own.
@@ -124,7 +124,7 @@ class KubernetesBackend:
     def __init__(
         self,
         settings: KubernetesBackendSettings,
-        api: client.ApiClient,
+        api: ApiClient,
         lifecycle: Lifecycle,
         logs: LogBook,
         store: ExecutionStore,
@@ -133,8 +133,7 @@ class KubernetesBackend:
         self._settings = settings
         self._cluster = settings.cluster
         self._namespace = settings.cluster.namespace
-        self._batch = client.BatchV1Api(api)
-        self._core = client.CoreV1Api(api)
+        self._kube = KubeApi(api, self._namespace)
         self._lifecycle = lifecycle
         self._logs = logs
         self._store = store
@@ -145,9 +144,7 @@ class KubernetesBackend:
         self._threads: dict[str, threading.Thread] = {}
         self._stopping = threading.Event()
         self._watching = False
-        self._watcher = JobWatcher(
-            self._batch, self._namespace, labels.selector(COMPONENT), self._on_job
-        )
+        self._watcher = JobWatcher(self._kube, labels.selector(COMPONENT), self._on_job)
 
     def submit(self, run: StoredExecution) -> None:
         self._lifecycle.started(run.execution.name)
@@ -292,15 +289,9 @@ class KubernetesBackend:
         delay = POLL_S
         while not self._stopping.is_set():
             try:
-                response = self._batch.list_namespaced_job(
-                    self._namespace,
-                    label_selector=labels.selector(COMPONENT),
-                    _preload_content=False,
-                    _request_timeout=REQUEST_TIMEOUT,
-                )
-                items = json.loads(response.data)["items"]
+                items = self._kube.list_jobs(labels.selector(COMPONENT)).items
                 return {item["metadata"]["name"]: item for item in items}
-            except Exception as error:
+            except KubeError as error:
                 logger.warning(
                     "cannot list the execution Jobs (%s); trying again in %.1f s",
                     error,
@@ -358,20 +349,18 @@ class KubernetesBackend:
             return False
         manifest = execution_job(run, encode_pod_spec(spec), limits, self._cluster)
         try:
-            self._batch.create_namespaced_job(
-                self._namespace, manifest, _request_timeout=REQUEST_TIMEOUT
-            )
-        except ApiException as error:
-            if error.status != 409:
-                if error.status in (400, 403, 422):
-                    self._finish(
-                        name,
-                        failed,
-                        f"the cluster refused the execution's Job: {_message(error)}",
-                    )
-                    return False
-                raise
+            self._kube.create_job(manifest)
+        except JobExists:
             logger.info("Job %s exists already; following it", tracked.job)
+        except KubeError as error:
+            if error.status in (400, 403, 422):
+                self._finish(
+                    name,
+                    failed,
+                    f"the cluster refused the execution's Job: {error.detail}",
+                )
+                return False
+            raise
         self._logs.write(
             name,
             SYSTEM,
@@ -393,7 +382,7 @@ class KubernetesBackend:
             limits.output_bytes, on_exceeded=lambda: self._delete_job(tracked.job)
         )
         tracked.follower = PodLogFollower(
-            self._core, self._namespace, CONTAINER, self._logs, name, budget
+            self._kube, CONTAINER, self._logs, name, budget
         )
         progress = _Progress(
             running=run.execution.status == execution_pb2.EXECUTION_STATUS_RUNNING,
@@ -552,25 +541,11 @@ class KubernetesBackend:
     def _newest_pod(self, job: str) -> tuple[bool, dict[str, Any] | None]:
         """Whether the pods could be read, and the Job's newest pod."""
         try:
-            response = self._core.list_namespaced_pod(
-                self._namespace,
-                label_selector=f"job-name={job}",
-                _preload_content=False,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-            pods = json.loads(response.data)["items"]
-        except Exception as error:
+            pods = self._kube.job_pods(job)
+        except KubeError as error:
             logger.warning("cannot read the pods of Job %s: %s", job, error)
             return False, None
-        if not pods:
-            return True, None
-        return True, max(
-            pods,
-            key=lambda pod: (
-                pod["metadata"].get("creationTimestamp") or "",
-                pod["metadata"]["name"],
-            ),
-        )
+        return True, pods[-1] if pods else None
 
     def _follow(self, follower: PodLogFollower, pod: str, lines: int) -> int:
         try:
@@ -581,17 +556,9 @@ class KubernetesBackend:
 
     def _delete_job(self, job: str) -> None:
         try:
-            self._batch.delete_namespaced_job(
-                job,
-                self._namespace,
-                propagation_policy="Background",
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as error:
-            if error.status != 404:
-                logger.warning("cannot delete Job %s: %s", job, _message(error))
-        except Exception as error:
-            logger.warning("cannot delete Job %s: %s", job, error)
+            self._kube.delete_job(job)
+        except KubeError as error:
+            logger.warning("cannot delete Job %s: %s", job, error.detail)
 
     def _read_result(self, name: str) -> Any:
         """The result the pod stored, parsed; None when it stored none."""
@@ -736,11 +703,3 @@ def _waiting_reason(pod: dict[str, Any] | None) -> str | None:
 def _reason_text(reason: str, source: Mapping[str, Any]) -> str:
     message = str(source.get("message") or "").strip()
     return f"{reason}: {message}" if message else reason
-
-
-def _message(error: ApiException) -> str:
-    try:
-        body = json.loads(error.body)
-        return str(body.get("message") or error.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(error.reason or error.status)

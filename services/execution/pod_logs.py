@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from stepforge.services.execution.limits import OutputBudget
 from stepforge.services.execution.logs import LogBook
+from stepforge.services.kubernetes.api import KubeApi, Stream
 from stepforge.v1 import execution_pb2
 
 logger = logging.getLogger(__name__)
@@ -21,7 +21,6 @@ STDOUT = execution_pb2.LOG_STREAM_STDOUT
 # A line longer than this is stored cut; the rest is counted, not kept, as the
 # local backend does.
 READ_CHUNK_BYTES = 1024 * 1024
-CONNECT_TIMEOUT_S = 5.0
 
 
 class PodLogFollower:
@@ -29,21 +28,19 @@ class PodLogFollower:
 
     def __init__(
         self,
-        core_api: Any,
-        namespace: str,
+        kube: KubeApi,
         container: str,
         logs: LogBook,
         execution: str,
         budget: OutputBudget,
     ) -> None:
-        self._core = core_api
-        self._namespace = namespace
+        self._kube = kube
         self._container = container
         self._logs = logs
         self._execution = execution
         self._budget = budget
         self._lock = threading.Lock()
-        self._response: Any = None
+        self._stream: Stream | None = None
         self._stopped = False
 
     def follow(self, pod: str, skip_lines: int) -> int:
@@ -54,26 +51,24 @@ class PodLogFollower:
         Lines already stored (by an earlier stream, or before a restart of the
         service) are skipped by count: the log is read again from its start.
         """
-        response = self._core.read_namespaced_pod_log(
+        stream = self._kube.pod_log(
             pod,
-            self._namespace,
-            container=self._container,
+            self._container,
             follow=True,
-            _preload_content=False,
             # No read timeout: a step may print nothing for hours.
-            _request_timeout=(CONNECT_TIMEOUT_S, None),
+            read_timeout_s=None,
         )
         with self._lock:
             if self._stopped:
-                response.release_conn()
+                stream.close()
                 return skip_lines
-            self._response = response
+            self._stream = stream
         seen = 0
         try:
             buffer = bytearray()
             continues_line = False
             while True:
-                chunk = response.read1(READ_CHUNK_BYTES)
+                chunk = stream.read(READ_CHUNK_BYTES)
                 if chunk:
                     buffer += chunk
                 start = 0
@@ -103,20 +98,17 @@ class PodLogFollower:
                 )
         finally:
             with self._lock:
-                self._response = None
-            response.release_conn()
+                self._stream = None
+            stream.close()
         return max(seen, skip_lines)
 
     def stop(self) -> None:
         """Ends the current stream and any later one."""
         with self._lock:
             self._stopped = True
-            response = self._response
-        if response is not None:
-            try:
-                response.shutdown()
-            except Exception:
-                logger.debug("shutting a log stream down failed", exc_info=True)
+            stream = self._stream
+        if stream is not None:
+            stream.interrupt()
 
     def _store(self, piece: bytes, continues_line: bool) -> None:
         # The rest of a line longer than a chunk is counted, not stored: the

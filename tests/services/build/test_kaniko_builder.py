@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from support.fake_images import FakeImageRegistry, FakeKaniko, FakeStepImages
 from support.fake_kube import FakeCluster, FakeNode, HostRuntime, running_fake_cluster
+from support.kube_jobs import container_state, job_manifest
 from support.waiting import eventually
 
 from stepforge.services.build.build_context import CONTEXT_PREFIX
@@ -28,6 +29,7 @@ from stepforge.services.build.builder import BuildInterrupted, BuildOutcome, Bui
 from stepforge.services.build.kaniko_builder import KanikoBuilder
 from stepforge.services.core.languages import find_language
 from stepforge.services.core.object_store import LocalObjectStore, S3ObjectStore
+from stepforge.services.kubernetes.api import KubeApi
 from stepforge.services.kubernetes.client import api_client
 from stepforge.services.kubernetes.settings import (
     DEFAULT_FETCH_IMAGE,
@@ -423,54 +425,27 @@ def _kaniko_running(cluster: FakeCluster) -> bool:
 
 def _run_in_image(builds: _Builds, image: str, command: list[str]) -> tuple[int, str]:
     """Runs `command` in a pod of `image`; its exit code and its log."""
-    from kubernetes.client import BatchV1Api, CoreV1Api
-
-    client = api_client(builds.settings)
+    kube = KubeApi(api_client(builds.settings), NAMESPACE)
     name = f"try-{uuid.uuid4().hex[:8]}"
-    BatchV1Api(client).create_namespaced_job(
-        NAMESPACE,
-        {
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {"name": name},
-            "spec": {
-                "backoffLimit": 0,
-                "template": {
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [
-                            {
-                                "name": "step",
-                                "image": image,
-                                "command": command,
-                                "workingDir": "/stepforge/code",
-                            }
-                        ],
-                    }
-                },
-            },
-        },
+    kube.create_job(
+        job_manifest(
+            name, command, image=image, container="step", workingDir="/stepforge/code"
+        )
     )
-    core = CoreV1Api(client)
 
-    def ended() -> dict[str, Any] | None:
-        pods = core.list_namespaced_pod(NAMESPACE, label_selector=f"job-name={name}")
-        for pod in pods.items:
-            for status in pod.status.container_statuses or []:
-                if status.state.terminated is not None:
-                    return {
-                        "pod": pod.metadata.name,
-                        "code": status.state.terminated.exit_code,
-                    }
+    def ended() -> tuple[str, int] | None:
+        for pod in kube.job_pods(name):
+            terminated = container_state(pod, "step").get("terminated")
+            if terminated is not None:
+                return pod["metadata"]["name"], terminated["exitCode"]
         return None
 
     assert eventually(lambda: ended() is not None, 20)
     found = ended()
     assert found is not None
-    log = core.read_namespaced_pod_log(
-        found["pod"], NAMESPACE, container="step", _preload_content=False
-    )
-    return found["code"], log.data.decode()
+    pod, code = found
+    with kube.pod_log(pod, "step", follow=False, read_timeout_s=30) as log:
+        return code, "\n".join(line.decode() for line in log.lines())
 
 
 def _wheel(name: str, module: str) -> tuple[str, bytes]:

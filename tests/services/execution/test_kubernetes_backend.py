@@ -349,8 +349,9 @@ def test_a_step_runs_in_a_job_and_its_outputs_and_logs_come_back(
     system = harness.lines(name, SYSTEM)
     assert system[-1] == "execution succeeded"
     assert any(line.startswith("running steps/scale in pod ") for line in system)
-    # What only the pod needed is gone; the outputs stay.
-    assert not harness.objects.exists(result_key(name))
+    # What only the pod needed goes once the execution has ended; the
+    # outputs stay.
+    assert eventually(lambda: not harness.objects.exists(result_key(name)))
 
 
 def test_the_job_is_labelled_for_its_execution(harness: Harness) -> None:
