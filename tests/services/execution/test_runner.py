@@ -1,99 +1,22 @@
 from __future__ import annotations
 
 import ast
-import glob
 import hashlib
 import json
 import subprocess
 import sys
-import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.runner_steps import RUNNER, Outcome, StepDir, step_for_param
 
 from stepforge.services.execution import runner
-
-_RUNNER = Path(runner.__file__)
-_PYTHON_38 = sorted(glob.glob("/root/.pyenv/versions/3.8.*/bin/python3.8"))
-
-
-@dataclass
-class Outcome:
-    returncode: int
-    stdout: str
-    stderr: str
-    result: Any
-
-    @property
-    def outputs(self) -> dict[str, Any]:
-        assert self.result["status"] == "succeeded", (self.result, self.stderr)
-        outputs: dict[str, Any] = self.result["outputs"]
-        return outputs
-
-    @property
-    def reason(self) -> str:
-        assert self.returncode == 1, self.stderr
-        assert self.result["status"] == "failed", self.result
-        reason: str = self.result["reason"]
-        return reason
-
-
-class StepDir:
-    """A step's code folder plus everything the executor would hand the runner."""
-
-    def __init__(self, root: Path, python: str) -> None:
-        self.root = root
-        self.python = python
-        self.code = root / "code"
-        self.output_dir = root / "out"
-        self.result_path = root / "result.json"
-        self.spec_path = root / "spec.json"
-        self.code.mkdir()
-        self.output_dir.mkdir()
-
-    def write(self, relative: str, source: str) -> Path:
-        path = self.code / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(source))
-        return path
-
-    def spec(self, **fields: Any) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "function_path": "step.py",
-            "function_name": "run",
-            "inputs": {},
-            "outputs": [],
-            "output_dir": str(self.output_dir),
-            "result_path": str(self.result_path),
-            "max_json_bytes": 60000,
-        }
-        spec.update(fields)
-        return spec
-
-    def run(self, spec: dict[str, Any] | None = None, **fields: Any) -> Outcome:
-        self.spec_path.write_text(json.dumps(spec or self.spec(**fields)))
-        completed = subprocess.run(
-            [self.python, "-u", str(_RUNNER), str(self.spec_path)],
-            cwd=self.code,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        result = None
-        if self.result_path.exists():
-            result = json.loads(self.result_path.read_text())
-        return Outcome(completed.returncode, completed.stdout, completed.stderr, result)
 
 
 @pytest.fixture(params=["host", "python3.8"])
 def step(request: pytest.FixtureRequest, tmp_path: Path) -> StepDir:
-    if request.param == "host":
-        return StepDir(tmp_path, sys.executable)
-    if not _PYTHON_38:
-        pytest.skip("pyenv has no Python 3.8 here")
-    return StepDir(tmp_path, _PYTHON_38[-1])
+    return step_for_param(request, tmp_path, StepDir)
 
 
 def _output(name: str, data_type: str, default: Any = None) -> dict[str, Any]:
@@ -310,7 +233,7 @@ def test_large_file_output_is_streamed_in_bounded_memory(step: StepDir) -> None:
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
         "sys.exit(code)\n"
     )
-    command = [step.python, "-u", str(_RUNNER), str(step.spec_path)]
+    command = [step.python, "-u", str(RUNNER), str(step.spec_path)]
     completed = subprocess.run(
         [sys.executable, "-c", probe, *command],
         cwd=step.code,
@@ -599,7 +522,7 @@ def test_function_that_is_not_callable_fails(step: StepDir) -> None:
 
 def test_missing_spec_file_exits_2(step: StepDir) -> None:
     completed = subprocess.run(
-        [step.python, str(_RUNNER), str(step.root / "absent.json")],
+        [step.python, str(RUNNER), str(step.root / "absent.json")],
         cwd=step.code,
         capture_output=True,
         text=True,
@@ -662,7 +585,7 @@ def test_output_name_with_a_path_separator_exits_2(step: StepDir) -> None:
 
 
 def test_runner_imports_only_the_standard_library() -> None:
-    tree = ast.parse(_RUNNER.read_text())
+    tree = ast.parse(RUNNER.read_text())
     imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import glob
-import json
 import resource
 import signal
-import subprocess
 import sys
-import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.runner_steps import Outcome, StepDir, step_for_param
 
-from stepforge.services.execution import runner
-
-_RUNNER = Path(runner.__file__)
-_PYTHON_38 = sorted(glob.glob("/root/.pyenv/versions/3.8.*/bin/python3.8"))
 MB = 1024 * 1024
 
 # Reports what the step's process may use, and whether the runner itself
@@ -46,70 +38,27 @@ _LOWERED = (
 )
 
 
-@dataclass
-class Outcome:
-    returncode: int
-    stderr: str
-    result: Any
+class LimitedStep(StepDir):
+    """A step folder whose `step.py` the runner runs under the limits given."""
 
-    @property
-    def reason(self) -> str:
-        assert self.returncode == 1, self.stderr
-        assert self.result["status"] == "failed", self.result
-        reason: str = self.result["reason"]
-        return reason
-
-
-class LimitedStep:
-    """One step's code folder, run by the runner under the limits given."""
-
-    def __init__(self, root: Path, python: str) -> None:
-        self.root = root
-        self.python = python
-        self.code = root / "code"
-        self.output_dir = root / "out"
-        self.result_path = root / "result.json"
-        self.spec_path = root / "spec.json"
-        self.code.mkdir()
-        self.output_dir.mkdir()
-
-    def write(self, source: str) -> None:
-        (self.code / "step.py").write_text(textwrap.dedent(source))
-
-    def run(
+    def run_limited(
         self,
         limits: Any = None,
         outputs: list[dict[str, Any]] | None = None,
         host_open_files: int | None = None,
     ) -> Outcome:
-        spec: dict[str, Any] = {
-            "protocol": 1,
-            "function_path": "step.py",
-            "function_name": "run",
-            "inputs": {},
-            "outputs": outputs or [],
-            "output_dir": str(self.output_dir),
-            "result_path": str(self.result_path),
-            "max_json_bytes": 60000,
-        }
+        fields: dict[str, Any] = {"protocol": 1, "outputs": outputs or []}
         if limits is not None:
-            spec["limits"] = limits
-        self.spec_path.write_text(json.dumps(spec))
-        command = [self.python, "-u", str(_RUNNER), str(self.spec_path)]
+            fields["limits"] = limits
+        launcher: list[str] = []
         if host_open_files is not None:
             # The runner replaces a parent that lowered the hard limit first.
-            command = [sys.executable, "-c", _LOWERED, str(host_open_files), *command]
-        completed = subprocess.run(
-            command, cwd=self.code, capture_output=True, text=True, timeout=60
-        )
-        result = None
-        if self.result_path.exists():
-            result = json.loads(self.result_path.read_text())
-        return Outcome(completed.returncode, completed.stderr, result)
+            launcher = [sys.executable, "-c", _LOWERED, str(host_open_files)]
+        return self.run(launcher=launcher, **fields)
 
     def seen(self, limits: Any = None, **options: Any) -> dict[str, Any]:
-        self.write(LIMITS_SEEN)
-        outcome = self.run(limits, [_json_output("seen")], **options)
+        self.write("step.py", LIMITS_SEEN)
+        outcome = self.run_limited(limits, [_json_output("seen")], **options)
         assert outcome.returncode == 0, outcome.stderr
         seen: dict[str, Any] = outcome.result["outputs"]["seen"]["value"]
         return seen
@@ -117,11 +66,7 @@ class LimitedStep:
 
 @pytest.fixture(params=["host", "python3.8"])
 def step(request: pytest.FixtureRequest, tmp_path: Path) -> LimitedStep:
-    if request.param == "host":
-        return LimitedStep(tmp_path, sys.executable)
-    if not _PYTHON_38:
-        pytest.skip("pyenv has no Python 3.8 here")
-    return LimitedStep(tmp_path, _PYTHON_38[-1])
+    return step_for_param(request, tmp_path, LimitedStep)
 
 
 def _json_output(name: str) -> dict[str, Any]:
@@ -154,9 +99,9 @@ def test_a_limit_above_the_hosts_hard_limit_is_lowered_to_it(
 
 
 def test_memory_past_the_limit_fails_naming_the_limit(step: LimitedStep) -> None:
-    step.write("def run():\n    data = bytearray(600 * 1024 * 1024)\n")
+    step.write("step.py", "def run():\n    data = bytearray(600 * 1024 * 1024)\n")
 
-    outcome = step.run({"memory_bytes": 200 * MB})
+    outcome = step.run_limited({"memory_bytes": 200 * MB})
 
     assert outcome.reason == (
         "MemoryError: the step used more than its memory limit of 209715200 bytes"
@@ -168,15 +113,16 @@ def test_a_step_that_fills_its_memory_still_gets_a_result_and_traceback(
     step: LimitedStep,
 ) -> None:
     step.write(
+        "step.py",
         """
         def run():
             held = []
             while True:
                 held.append(bytearray(64 * 1024))
-        """
+        """,
     )
 
-    outcome = step.run({"memory_bytes": 200 * MB})
+    outcome = step.run_limited({"memory_bytes": 200 * MB})
 
     assert outcome.reason.startswith("MemoryError: the step used more than")
     assert "Traceback (most recent call last):" in outcome.stderr
@@ -185,22 +131,23 @@ def test_a_step_that_fills_its_memory_still_gets_a_result_and_traceback(
 def test_a_memory_error_without_a_memory_limit_keeps_its_own_reason(
     step: LimitedStep,
 ) -> None:
-    step.write("def run():\n    raise MemoryError('made up')\n")
+    step.write("step.py", "def run():\n    raise MemoryError('made up')\n")
 
-    outcome = step.run({"open_files": 64})
+    outcome = step.run_limited({"open_files": 64})
 
     assert outcome.reason == "MemoryError: made up"
 
 
 def test_open_files_past_the_limit_fail_the_step(step: LimitedStep) -> None:
     step.write(
+        "step.py",
         """
         def run():
             handles = [open(__file__) for _ in range(100)]
-        """
+        """,
     )
 
-    outcome = step.run({"open_files": 50})
+    outcome = step.run_limited({"open_files": 50})
 
     assert outcome.reason.startswith("OSError: [Errno 24] Too many open files")
     assert outcome.result["error_type"] == "OSError"
@@ -211,16 +158,17 @@ def test_a_step_that_keeps_every_descriptor_still_gets_its_result(
     step: LimitedStep,
 ) -> None:
     step.write(
+        "step.py",
         """
         HANDLES = []
 
         def run():
             while True:
                 HANDLES.append(open(__file__))
-        """
+        """,
     )
 
-    outcome = step.run({"open_files": 50})
+    outcome = step.run_limited({"open_files": 50})
 
     assert outcome.reason.startswith("OSError: [Errno 24] Too many open files")
 
@@ -228,9 +176,9 @@ def test_a_step_that_keeps_every_descriptor_still_gets_its_result(
 def test_cpu_time_past_the_limit_kills_the_step_with_sigxcpu(
     step: LimitedStep,
 ) -> None:
-    step.write("def run():\n    while True:\n        pass\n")
+    step.write("step.py", "def run():\n    while True:\n        pass\n")
 
-    outcome = step.run({"cpu_seconds": 1})
+    outcome = step.run_limited({"cpu_seconds": 1})
 
     assert outcome.returncode == -signal.SIGXCPU
     assert outcome.result is None
@@ -264,9 +212,9 @@ def test_bad_limits_exit_2_naming_the_field(
     tmp_path: Path, limits: Any, message: str
 ) -> None:
     step = LimitedStep(tmp_path, sys.executable)
-    step.write("def run():\n    pass\n")
+    step.write("step.py", "def run():\n    pass\n")
 
-    outcome = step.run(limits)
+    outcome = step.run_limited(limits)
 
     assert outcome.returncode == 2
     assert outcome.result["error_type"] == "SpecError"
