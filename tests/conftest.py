@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from support.s3_server import S3Endpoint, running_s3_server
+from support.sdk_only import make_sdk_only_python
 
 from stepforge.services.core.object_store import (
     LocalObjectStore,
@@ -61,3 +62,10 @@ def fresh_s3_store(server: S3Endpoint) -> Iterator[S3ObjectStore]:
             store.delete(info.key)
     except ObjectStoreError:
         pass
+
+
+@pytest.fixture(scope="session")
+def sdk_only_python(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A Python with only grpcio and protobuf, and a folder with the SDK's
+    source: made once, for every test that proves the SDK needs no more."""
+    return make_sdk_only_python(tmp_path_factory.mktemp("sdk-only"))

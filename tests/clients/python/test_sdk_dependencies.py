@@ -5,17 +5,11 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
-import sys
-from importlib import metadata
 from pathlib import Path
 
-import pytest
+from support.sdk_only import SDK_PACKAGE
 from support.suite import running_suite
-from uv import find_uv_bin
-
-SDK_PACKAGE = Path(__file__).resolve().parents[3] / "clients" / "python" / "stepforge"
 
 # Run in a virtual environment holding grpcio and protobuf only, with the SDK's
 # source on its path: a full create_step, then the list of what got imported.
@@ -49,33 +43,6 @@ print(json.dumps({
     ),
 }))
 """
-
-
-@pytest.fixture(scope="module")
-def sdk_only_python(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A Python with only grpcio and protobuf installed, and the SDK's source."""
-    root = tmp_path_factory.mktemp("sdk-only")
-    uv = find_uv_bin()
-    environment = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
-    subprocess.run(
-        [uv, "venv", "--no-project", "--python", sys.executable, str(root / "venv")],
-        check=True,
-        capture_output=True,
-        env=environment,
-    )
-    python = root / "venv" / "bin" / "python"
-    pins = [f"{name}=={metadata.version(name)}" for name in ("grpcio", "protobuf")]
-    subprocess.run(
-        [uv, "pip", "install", "--python", str(python), *pins],
-        check=True,
-        capture_output=True,
-        env=environment,
-    )
-    source = root / "source"
-    shutil.copytree(
-        SDK_PACKAGE, source / "stepforge", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    return python, source
 
 
 def test_sdk_creates_a_step_with_only_grpcio_and_protobuf(

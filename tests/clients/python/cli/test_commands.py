@@ -6,13 +6,11 @@ import ast
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,6 @@ import pytest
 from support.step_code import write_step_code
 from support.suite import SuiteUnderTest, running_suite
 from support.waiting import eventually
-from uv import find_uv_bin
 
 from stepforge import Input, Output
 from stepforge.cli import main
@@ -506,35 +503,6 @@ def test_importing_the_cli_imports_no_server_module() -> None:
     assert not any(
         name.startswith(("minio", "stepforge.services")) for name in imported["all"]
     )
-
-
-@pytest.fixture(scope="module")
-def sdk_only_python(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A Python with only grpcio and protobuf installed, and the folder that
-    holds a copy of the SDK's source, CLI included."""
-    root = tmp_path_factory.mktemp("sdk-only")
-    uv = find_uv_bin()
-    environment = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "NO_COLOR": "1"}
-    subprocess.run(
-        [uv, "venv", "--no-project", "--python", sys.executable, str(root / "venv")],
-        check=True,
-        capture_output=True,
-        env=environment,
-    )
-    python = root / "venv" / "bin" / "python"
-    pins = [f"{name}=={metadata.version(name)}" for name in ("grpcio", "protobuf")]
-    subprocess.run(
-        [uv, "pip", "install", "--python", str(python), *pins],
-        check=True,
-        capture_output=True,
-        env=environment,
-    )
-    shutil.copytree(
-        CLI_PACKAGE.parent,
-        root / "source" / "stepforge",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    return python, root / "source"
 
 
 def _run_sdk_only(
