@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from google.protobuf.message import Message
@@ -13,8 +14,8 @@ from hypothesis import strategies as st
 
 from stepforge import Input, Output
 from stepforge.services.core.languages import SUPPORTED_LANGUAGES
-from stepforge.v1 import build_pb2, common_pb2, execution_pb2
-from support.archives import code_archive
+from stepforge.v1 import execution_pb2
+from support.archives import code_archive, create_step_requests
 from support.message_strategies import Hints, texts, weighted
 from support.reflected_rpcs import ReflectedRpc
 from support.suite import SuiteUnderTest
@@ -156,25 +157,14 @@ def aimed_hints(rpc: ReflectedRpc, existing: dict[str, str]) -> Hints:
 
 def working_streams(
     rpc_name: str, existing: dict[str, str]
-) -> st.SearchStrategy[list[Message]] | None:
+) -> st.SearchStrategy[Sequence[Message]] | None:
     """Request streams the client-streaming RPC accepts, or None when this
     module knows none."""
     if rpc_name == "BuildService/CreateStep":
-        return st.from_regex(_VALID_ID, fullmatch=True).map(_create_step_stream)
+        return st.from_regex(_VALID_ID, fullmatch=True).map(create_step_requests)
     if rpc_name == "ExecutionService/RunPipeline":
         return st.just(_run_pipeline_stream(existing[PIPELINES]))
     return None
-
-
-def _create_step_stream(step_name: str) -> list[Message]:
-    step = common_pb2.Step(
-        name=f"steps/{step_name}", function_path="main.py", function_name="main"
-    )
-    header = build_pb2.CreateStepHeader(step=step, origin=common_pb2.STEP_ORIGIN_LOCAL)
-    return [
-        build_pb2.CreateStepRequest(header=header),
-        build_pb2.CreateStepRequest(archive_chunk=code_archive()),
-    ]
 
 
 def _run_pipeline_stream(pipeline: str) -> list[Message]:

@@ -22,14 +22,13 @@ from typing import IO, Union
 
 import pytest
 
+from support.processes import output_tail, stop
 from support.s3_server import free_port
 
 START_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 5.0
 COMMAND_TIMEOUT_S = 30.0
 LOOPBACK = "127.0.0.1"
 _POLL_S = 0.05
-_OUTPUT_TAIL_BYTES = 4000
 # sshd chroots its unprivileged child here when it runs as root.
 _PRIVSEP_DIR = Path("/run/sshd")
 # Debian keeps sshd outside a non-root user's PATH.
@@ -482,7 +481,7 @@ def _started(command: list[str], log: IO[bytes]) -> Iterator[subprocess.Popen[by
     try:
         yield process
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _wait_until(
@@ -496,14 +495,14 @@ def _wait_until(
         if process.poll() is not None:
             raise RuntimeError(
                 f"{what} exited with code {process.returncode} before answering; "
-                f"its output:\n{_output(log)}"
+                f"its output:\n{output_tail(log)}"
             )
         if ready():
             return
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"{what} did not answer within {START_TIMEOUT_S:.0f} s; "
-                f"its output:\n{_output(log)}"
+                f"its output:\n{output_tail(log)}"
             )
         time.sleep(_POLL_S)
 
@@ -543,22 +542,3 @@ def _serves_host_key(port: int, known_hosts_line: str) -> Callable[[], bool]:
         return bool(keys)
 
     return ready
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_S)
-
-
-def _output(log: IO[bytes]) -> str:
-    # pread leaves the shared file offset alone, which the server still writes at.
-    size = os.fstat(log.fileno()).st_size
-    start = max(0, size - _OUTPUT_TAIL_BYTES)
-    tail = os.pread(log.fileno(), size - start, start)
-    return tail.decode("utf-8", errors="replace")

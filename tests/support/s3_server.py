@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -16,10 +15,10 @@ from dataclasses import dataclass
 from typing import IO
 from urllib.parse import quote
 
+from support.processes import output_tail, stop
+
 START_TIMEOUT_S = 20.0
-STOP_TIMEOUT_S = 5.0
 _POLL_S = 0.1
-_OUTPUT_TAIL_BYTES = 4000
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ def running_s3_server(port: int | None = None) -> Iterator[S3Endpoint]:
             _wait_until_answering(server, port, log)
             yield S3Endpoint(endpoint=f"127.0.0.1:{port}")
         finally:
-            _stop(server)
+            stop(server)
 
 
 def free_port() -> int:
@@ -76,7 +75,7 @@ def _wait_until_answering(
         if server.poll() is not None:
             raise RuntimeError(
                 f"the moto S3 server exited with code {server.returncode} before "
-                f"answering on port {port}; its output:\n{_output(log)}"
+                f"answering on port {port}; its output:\n{output_tail(log)}"
             )
         try:
             with opener.open(f"http://127.0.0.1:{port}/", timeout=1.0):
@@ -88,25 +87,6 @@ def _wait_until_answering(
         if time.monotonic() > deadline:
             raise RuntimeError(
                 f"the moto S3 server did not answer on port {port} within "
-                f"{START_TIMEOUT_S:.0f} s; its output:\n{_output(log)}"
+                f"{START_TIMEOUT_S:.0f} s; its output:\n{output_tail(log)}"
             )
         time.sleep(_POLL_S)
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    if server.poll() is not None:
-        return
-    server.terminate()
-    try:
-        server.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait(timeout=STOP_TIMEOUT_S)
-
-
-def _output(log: IO[bytes]) -> str:
-    # pread leaves the shared file offset alone, which the server still writes at.
-    size = os.fstat(log.fileno()).st_size
-    start = max(0, size - _OUTPUT_TAIL_BYTES)
-    tail = os.pread(log.fileno(), size - start, start)
-    return tail.decode("utf-8", errors="replace")
