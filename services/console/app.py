@@ -12,7 +12,6 @@ from urllib.parse import quote, unquote
 import grpc
 
 from stepforge.errors import StepforgeError
-from stepforge.services.console.auth_pages import error_page
 from stepforge.services.console.context import ConsoleContext
 from stepforge.services.console.failures import failure_of
 from stepforge.services.console.web import Request, Response, json_response, redirect
@@ -55,7 +54,7 @@ class ConsoleApp:
             static = _STATIC.fullmatch(request.path)
             if static:
                 found = self._context.assets.response(static["name"])
-                return found or self._error(request, 404, "Not found", "")
+                return found or self._context.error(request, 404, "Not found", "")
         if request.cookie:
             request.session = self._context.sessions.get(request.cookie)
 
@@ -68,7 +67,7 @@ class ConsoleApp:
             request.cookie, request.form.get("csrf")
         ):
             logger.warning("refused a POST to %s without its CSRF token", request.path)
-            return self._error(
+            return self._context.error(
                 request,
                 403,
                 "The form has expired",
@@ -126,12 +125,14 @@ class ConsoleApp:
                 "signIn": error.code == grpc.StatusCode.UNAUTHENTICATED,
             }
             return json_response(body, failure.status)
-        return self._error(request, failure.status, failure.title, failure.message)
+        return self._context.error(
+            request, failure.status, failure.title, failure.message
+        )
 
     def _unrouted(self, request: Request, allowed: str) -> Response:
         """404 for a path no route knows, 405 for a method it does not take."""
         if allowed:
-            response = self._error(
+            response = self._context.error(
                 request,
                 405,
                 "Method not allowed",
@@ -139,11 +140,4 @@ class ConsoleApp:
             )
             response.headers.append(("Allow", allowed))
             return response
-        return self._error(request, 404, "Not found", "There is no page here.")
-
-    def _error(
-        self, request: Request, status: int, title: str, message: str
-    ) -> Response:
-        return self._context.page(
-            request, title, error_page(status, title, message), status=status
-        )
+        return self._context.error(request, 404, "Not found", "There is no page here.")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from stepforge.services.console.formatting import NOT_SET
 from stepforge.services.console.markup import Html, escape, render
+from stepforge.services.console.web import path_to
 
 
 def link(path: str, label: object) -> Html:
@@ -90,13 +91,22 @@ def heading(title: str, badge: Html | None = None, actions: Html | None = None) 
     )
 
 
-def pagination(first_path: str, next_path: str, on_first_page: bool) -> Html:
-    """Links to the first and the next page, where there are such pages."""
+def pagination(
+    listing: str,
+    next_page_token: str,
+    *,
+    on_first_page: bool,
+    query: Mapping[str, str] | None = None,
+) -> Html:
+    """Links to the first and the next page of the `listing` path with its
+    `query`, where there are such pages."""
+    query = query or {}
     links = []
     if not on_first_page:
-        links.append(link(first_path, "First page"))
-    if next_path:
-        links.append(link(next_path, "Next page"))
+        links.append(link(path_to(listing, query=query), "First page"))
+    if next_page_token:
+        following = path_to(listing, query={**query, "page_token": next_page_token})
+        links.append(link(following, "Next page"))
     if not links:
         return Html("")
     return render('<nav class="pages" aria-label="Pages">{links}</nav>', links=links)

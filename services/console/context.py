@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stepforge.services.console.assets import StaticAssets
+from stepforge.services.console.auth_pages import error_page
 from stepforge.services.console.environment import EnvironmentReader
 from stepforge.services.console.layout import Chrome, page
 from stepforge.services.console.markup import Html
@@ -73,6 +74,14 @@ class ConsoleContext:
             refresh_s=refresh_s,
         )
         return html_response(framed, status)
+
+    def error(
+        self, request: Request, status: int, title: str, message: str
+    ) -> Response:
+        """The error page: `title` and `message` with a way back."""
+        return self.page(
+            request, title, error_page(status, title, message), status=status
+        )
 
     def _attributes(self) -> str:
         secure = "; Secure" if self.settings.secure_for_browsers else ""

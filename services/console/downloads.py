@@ -7,8 +7,8 @@ import re
 from collections.abc import Generator, Iterator
 from urllib.parse import quote
 
+from stepforge._times import iso_time
 from stepforge.services.console import formatting as fmt
-from stepforge.services.console.auth_pages import error_page
 from stepforge.services.console.context import ConsoleContext, session_of
 from stepforge.services.console.environment import EnvironmentReader
 from stepforge.services.console.live import LOG_READ_TIMEOUT_S
@@ -86,7 +86,7 @@ def _log_text(
     try:
         for line in lines:
             text = (
-                f"{fmt.iso_time(line.time)} {fmt.log_stream(line.stream)} {line.text}\n"
+                f"{iso_time(line.time)} {fmt.log_stream(line.stream)} {line.text}\n"
             ).encode()
             piece.append(text)
             size += len(text)
@@ -103,6 +103,4 @@ def _refuse(
     context: ConsoleContext, request: Request, status: int, message: str
 ) -> Response:
     title = "Not found" if status == 404 else "Not a file"
-    return context.page(
-        request, title, error_page(status, title, message), status=status
-    )
+    return context.error(request, status, title, message)

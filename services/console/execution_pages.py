@@ -9,6 +9,7 @@ from google.protobuf import timestamp_pb2
 
 from stepforge._execution_dict import execution_id_of
 from stepforge._resource_names import PIPELINE_PREFIX, STEP_PREFIX, short_name
+from stepforge._times import iso_time
 from stepforge.services.console import formatting as fmt
 from stepforge.services.console.components import (
     code,
@@ -56,21 +57,16 @@ def executions_list(
             pipeline=link(path_to("pipelines", pipeline_name), pipeline_name),
             all=link(path_to("executions"), "Show every execution"),
         )
-    next_path = ""
-    if page.next_page_token:
-        next_path = path_to(
-            "executions",
-            query={"pipeline": pipeline_name, "page_token": page.next_page_token},
-        )
     return render(
         "{heading}{filter}{listing}{pages}",
         heading=heading(title),
         filter=filter_note,
         listing=executions_table(page.items, show_pipeline=not pipeline_name),
         pages=pagination(
-            path_to("executions", query={"pipeline": pipeline_name}),
-            next_path,
-            not page_token,
+            "executions",
+            page.next_page_token,
+            on_first_page=not page_token,
+            query={"pipeline": pipeline_name},
         ),
     )
 
@@ -144,7 +140,7 @@ def log_line(line: execution_pb2.LogLine) -> Html:
         '<span class="text">{text}</span></li>',
         stream=stream,
         sequence=str(line.sequence),
-        iso=fmt.iso_time(line.time),
+        iso=iso_time(line.time),
         clock=fmt.clock_time(line.time),
         text=line.text,
     )

@@ -9,17 +9,15 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from stepforge._execution_dict import LOG_STREAM_NAMES, STATUS_NAMES
 from stepforge._io_proto import data_type_from_proto
+from stepforge._step_dict import STATUS_NAMES as STEP_STATUS_NAMES
+from stepforge._times import iso_time
 from stepforge.services.console.markup import Html, render
+from stepforge.services.core.durations import duration_seconds
 from stepforge.v1 import common_pb2, execution_pb2
 
 ACTIVE_STATUSES = frozenset(
     {execution_pb2.EXECUTION_STATUS_PENDING, execution_pb2.EXECUTION_STATUS_RUNNING}
 )
-STEP_STATUS_NAMES = {
-    common_pb2.STEP_STATUS_PENDING: "Pending",
-    common_pb2.STEP_STATUS_READY: "Ready",
-    common_pb2.STEP_STATUS_FAILED: "Failed",
-}
 ORIGIN_NAMES = {
     common_pb2.STEP_ORIGIN_LOCAL: "local folder",
     common_pb2.STEP_ORIGIN_GIT_REPOSITORY: "Git repository",
@@ -55,10 +53,6 @@ def data_type(value: common_pb2.DataType.ValueType) -> str:
         return "unknown"
 
 
-def iso_time(timestamp: timestamp_pb2.Timestamp) -> str:
-    return timestamp.ToDatetime(tzinfo=timezone.utc).isoformat()
-
-
 def time_element(timestamp: timestamp_pb2.Timestamp, is_set: bool) -> Html:
     """A UTC time to the second, with its exact value for machines."""
     if not is_set:
@@ -82,9 +76,7 @@ def clock_time(timestamp: timestamp_pb2.Timestamp) -> str:
     return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
-def execution_duration(
-    execution: execution_pb2.Execution, now: datetime | None = None
-) -> str:
+def execution_duration(execution: execution_pb2.Execution) -> str:
     """How long the function ran, or has run so far; empty before it started."""
     if not execution.HasField("start_time"):
         return ""
@@ -92,12 +84,12 @@ def execution_duration(
     if execution.HasField("end_time"):
         ended = execution.end_time.ToDatetime(tzinfo=timezone.utc)
     else:
-        ended = now or datetime.now(timezone.utc)
+        ended = datetime.now(timezone.utc)
     return seconds_text(max(0.0, (ended - started).total_seconds()))
 
 
 def timeout_text(timeout: duration_pb2.Duration) -> str:
-    return seconds_text(timeout.ToTimedelta().total_seconds())
+    return seconds_text(duration_seconds(timeout))
 
 
 def seconds_text(seconds: float) -> str:

@@ -119,11 +119,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 response = self.server.app(request)
             except Exception:
                 logger.exception("the console failed on %s %s", method, request.path)
-                response = Response(
-                    500,
-                    b"The console failed; its log says why.\n",
-                    "text/plain; charset=utf-8",
-                )
+                response = _plain(500, "The console failed; its log says why.")
         self._write(response)
 
     def _parse(self, method: str) -> Request | Response:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from stepforge._times import iso_time
 from stepforge.errors import StepforgeError
 from stepforge.services.console import formatting as fmt
 from stepforge.services.console.context import ConsoleContext, session_of
@@ -122,7 +123,7 @@ def _event_stream(
 def _line_data(line: execution_pb2.LogLine) -> dict[str, object]:
     return {
         "sequence": line.sequence,
-        "time": fmt.iso_time(line.time),
+        "time": iso_time(line.time),
         "clock": fmt.clock_time(line.time),
         "stream": fmt.log_stream(line.stream),
         "text": line.text,

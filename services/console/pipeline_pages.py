@@ -36,14 +36,13 @@ def pipelines_list(page: Page[registry_pb2.Pipeline], page_token: str) -> Html:
         empty=_CREATE_HINT,
         label="Pipelines",
     )
-    next_path = ""
-    if page.next_page_token:
-        next_path = path_to("pipelines", query={"page_token": page.next_page_token})
     return render(
         "{heading}{listing}{pages}",
         heading=heading("Pipelines"),
         listing=listing,
-        pages=pagination(path_to("pipelines"), next_path, not page_token),
+        pages=pagination(
+            "pipelines", page.next_page_token, on_first_page=not page_token
+        ),
     )
 
 

@@ -42,13 +42,7 @@ def steps_list(page: Page[common_pb2.Step], page_token: str) -> Html:
         "{heading}{listing}{pages}",
         heading=heading("Steps"),
         listing=listing,
-        pages=pagination(
-            path_to("steps"),
-            path_to("steps", query={"page_token": page.next_page_token})
-            if page.next_page_token
-            else "",
-            on_first_page=not page_token,
-        ),
+        pages=pagination("steps", page.next_page_token, on_first_page=not page_token),
     )
 
 

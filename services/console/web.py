@@ -34,11 +34,7 @@ class Request:
         """The path with its query, as the browser asked for it."""
         if not self.query:
             return self.path
-        pairs = "&".join(
-            f"{quote(key, safe='')}={quote(value, safe='')}"
-            for key, value in self.query.items()
-        )
-        return f"{self.path}?{pairs}"
+        return f"{self.path}?{_query_string(self.query)}"
 
 
 @dataclass
@@ -67,13 +63,9 @@ def redirect(location: str, status: int = 303) -> Response:
 def path_to(*segments: str, query: Mapping[str, str] | None = None) -> str:
     """A console path of quoted segments, such as `/steps/<name>`."""
     path = "/" + "/".join(quote(segment, safe="") for segment in segments)
-    if query:
-        kept = {key: value for key, value in query.items() if value}
-        if kept:
-            path += "?" + "&".join(
-                f"{quote(key, safe='')}={quote(value, safe='')}"
-                for key, value in kept.items()
-            )
+    kept = {key: value for key, value in (query or {}).items() if value}
+    if kept:
+        path += "?" + _query_string(kept)
     return path
 
 
@@ -85,4 +77,10 @@ def is_local_path(target: str) -> bool:
         and not target.startswith("//")
         and "\\" not in target
         and not any(ord(character) < 0x20 for character in target)
+    )
+
+
+def _query_string(query: Mapping[str, str]) -> str:
+    return "&".join(
+        f"{quote(key, safe='')}={quote(value, safe='')}" for key, value in query.items()
     )
