@@ -12,6 +12,7 @@ import grpc
 
 from stepforge._resource_names import EXECUTION_PREFIX, PIPELINE_PREFIX, STEP_PREFIX
 from stepforge.errors import translate_rpc_error
+from stepforge.services.core.auth import bearer_metadata
 from stepforge.v1 import (
     common_pb2,
     execution_pb2,
@@ -126,7 +127,9 @@ class EnvironmentReader:
         request = execution_pb2.ReadExecutionOutputRequest(
             name=EXECUTION_PREFIX + execution_id, output_name=output_name
         )
-        call = self._execution.ReadExecutionOutput(request, metadata=_bearer(token))
+        call = self._execution.ReadExecutionOutput(
+            request, metadata=bearer_metadata(token)
+        )
         with closing(_streamed(call)) as responses:
             for response in responses:
                 yield response.data
@@ -149,18 +152,14 @@ class EnvironmentReader:
             follow=follow,
         )
         call = self._execution.ReadExecutionLogs(
-            request, metadata=_bearer(token), timeout=timeout_s
+            request, metadata=bearer_metadata(token), timeout=timeout_s
         )
         return _streamed(call)
 
 
-def _bearer(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
-
-
 def _unary(method: Callable[..., _T], request: object, token: str) -> _T:
     try:
-        return method(request, metadata=_bearer(token), timeout=CALL_TIMEOUT_S)
+        return method(request, metadata=bearer_metadata(token), timeout=CALL_TIMEOUT_S)
     except grpc.RpcError as error:
         raise translate_rpc_error(error) from None
 

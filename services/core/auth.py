@@ -84,6 +84,11 @@ def require_admin() -> Principal:
     return principal
 
 
+def bearer_metadata(token: str) -> tuple[tuple[str, str]]:
+    """The call metadata that presents `token`."""
+    return (("authorization", f"Bearer {token}"),)
+
+
 def bearer_token(metadata: Iterable[tuple[str, Any]]) -> str | None:
     for key, value in metadata:
         if key == "authorization" and isinstance(value, str):

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from stepforge.services.core.auth import Principal
+from stepforge.services.core.auth import Principal, bearer_metadata
 from stepforge.services.core.error_translation import from_peer_error
 from stepforge.services.core.errors import ServiceError, Unauthenticated, Unavailable
 from stepforge.v1 import common_pb2, registry_pb2, registry_pb2_grpc
@@ -31,7 +31,7 @@ class RegistryClient:
         self._public = registry_pb2_grpc.RegistryServiceStub(channel)
         self._internal = registry_pb2_grpc.RegistryInternalServiceStub(channel)
         self._target = target
-        self._service_metadata = (("authorization", f"Bearer {service_token}"),)
+        self._service_metadata = bearer_metadata(service_token)
 
     def authenticate(self, token: str) -> Principal:
         answer = self._call(
@@ -139,7 +139,7 @@ class RegistryClient:
         """Calls the registry; an idempotent call is tried again, with backoff,
         while the registry is unavailable."""
         metadata = (
-            (("authorization", f"Bearer {user_token}"),)
+            bearer_metadata(user_token)
             if user_token is not None
             else self._service_metadata
         )

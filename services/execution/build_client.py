@@ -6,6 +6,7 @@ from pathlib import Path
 
 import grpc
 
+from stepforge.services.core.auth import bearer_metadata
 from stepforge.services.core.error_translation import from_peer_error
 from stepforge.services.core.errors import NotFound, Unavailable
 from stepforge.v1 import build_pb2, build_pb2_grpc
@@ -17,7 +18,7 @@ class BuildClient:
     def __init__(self, channel: grpc.Channel, target: str, service_token: str) -> None:
         self._stub = build_pb2_grpc.BuildInternalServiceStub(channel)
         self._target = target
-        self._metadata = (("authorization", f"Bearer {service_token}"),)
+        self._metadata = bearer_metadata(service_token)
         # Built runtimes are content-addressed and never change, so a found one
         # is remembered for as long as it is still on disk.
         self._found: dict[tuple[str, str], tuple[Path, Path]] = {}
