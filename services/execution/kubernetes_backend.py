@@ -30,6 +30,13 @@ from stepforge.services.execution.job_spec import (
     needs_gpu,
     timeout_s,
 )
+from stepforge.services.execution.job_status import (
+    container_state,
+    deadline_exceeded,
+    final_condition,
+    has_started,
+    waiting_reason,
+)
 from stepforge.services.execution.job_watch import JobWatcher
 from stepforge.services.execution.lifecycle import SYSTEM, Lifecycle
 from stepforge.services.execution.limits import Limits, OutputBudget, effective_limits
@@ -60,7 +67,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Long enough for a large image to be pulled, or a node to be added.
 # How often a pod that has not started yet is looked at.
 POLL_S = 1.0
 # How long a Job that has ended may still send its pod's last lines.
@@ -69,18 +75,6 @@ ENDED_GRACE_S = 30.0
 CANCEL_STREAM_GRACE_S = TERMINATE_GRACE_S + 5.0
 RETRY_MAX_S = 10.0
 _LOG_PAGE = 1000
-# Waiting reasons of a container that will not start without help.
-_STUCK_REASONS = frozenset(
-    {
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "ErrImageNeverPull",
-        "InvalidImageName",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "RunContainerError",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -111,13 +105,16 @@ class _Tracked:
     cancelled: threading.Event = field(default_factory=threading.Event)
     # Set on every change worth a look: a Job event, a cancel, a stop.
     wake: threading.Event = field(default_factory=threading.Event)
-    # The Job has a final condition, or is gone.
-    ended: threading.Event = field(default_factory=threading.Event)
     final: dict[str, Any] | None = None
     gone: bool = False
     # Why the backend itself ended the run: its pod never started, say.
     failure: str | None = None
     follower: PodLogFollower | None = None
+
+    @property
+    def ended(self) -> bool:
+        """The Job has a final condition, or is gone."""
+        return self.final is not None or self.gone
 
 
 class KubernetesBackend:
@@ -339,7 +336,7 @@ class KubernetesBackend:
                 self._objects,
                 limits.for_runner(not needs_gpu(run)),
                 timedelta(seconds=self._cluster.presign_ttl_s),
-                dict(self._settings.transfer) if self._settings.transfer else None,
+                self._settings.transfer,
             )
         except ValueError as error:
             self._finish(name, failed, str(error))
@@ -381,9 +378,8 @@ class KubernetesBackend:
         budget = OutputBudget(
             limits.output_bytes, on_exceeded=lambda: self._delete_job(tracked.job)
         )
-        tracked.follower = PodLogFollower(
-            self._kube, CONTAINER, self._logs, name, budget
-        )
+        follower = PodLogFollower(self._kube, CONTAINER, self._logs, name, budget)
+        tracked.follower = follower
         progress = _Progress(
             running=run.execution.status == execution_pb2.EXECUTION_STATUS_RUNNING,
             lines=skip_lines,
@@ -393,23 +389,23 @@ class KubernetesBackend:
             tracked.wake.clear()
             if tracked.cancelled.is_set() or tracked.failure is not None:
                 break
-            if tracked.ended.is_set() and progress.ended_at is None:
+            if tracked.ended and progress.ended_at is None:
                 progress.ended_at = time.monotonic()
             known, pod = self._newest_pod(tracked.job)
-            if pod is not None and _has_started(pod):
+            if pod is not None and has_started(pod):
                 if not progress.running and not self._mark_running(
                     tracked, pod, limits
                 ):
                     break
                 progress.running = True
-                self._follow_pod(tracked, pod, progress)
+                self._follow_pod(tracked, follower, pod, progress)
             elif (
                 known
                 and not progress.running
                 and not self._still_waiting(tracked, pod, progress)
             ):
                 break
-            if tracked.ended.is_set() and progress.settled(pod, ENDED_GRACE_S):
+            if tracked.ended and progress.settled(pod, ENDED_GRACE_S):
                 break
             tracked.wake.wait(self._settings.poll_s)
         else:
@@ -436,12 +432,16 @@ class KubernetesBackend:
         return True
 
     def _follow_pod(
-        self, tracked: _Tracked, pod: dict[str, Any], progress: _Progress
+        self,
+        tracked: _Tracked,
+        follower: PodLogFollower,
+        pod: dict[str, Any],
+        progress: _Progress,
     ) -> None:
         """Copies the log of a started pod until its stream ends, and notes
         whether the pod's container ended with it."""
         uid = pod["metadata"]["uid"]
-        if uid in progress.done or tracked.follower is None:
+        if uid in progress.done:
             return
         pod_name = pod["metadata"]["name"]
         if progress.followed and uid not in progress.followed:
@@ -452,9 +452,9 @@ class KubernetesBackend:
             )
             progress.lines = 0
         progress.followed.add(uid)
-        progress.lines = self._follow(tracked.follower, pod_name, progress.lines)
+        progress.lines = self._follow(follower, pod_name, progress.lines)
         _, now = self._newest_pod(tracked.job)
-        state = _container_state(now)
+        state = container_state(now)
         if now is not None and now["metadata"]["uid"] == uid and state is not None:
             if "terminated" in state:
                 progress.done.add(uid)
@@ -465,7 +465,7 @@ class KubernetesBackend:
     ) -> bool:
         """Says once why the pod waits; False once it waited too long, the
         Job deleted and the execution's failure set."""
-        reason = _waiting_reason(pod)
+        reason = waiting_reason(pod)
         if reason is not None:
             progress.last_wait = reason
             key = reason.partition(":")[0]
@@ -477,7 +477,7 @@ class KubernetesBackend:
                     f"waiting for the pod to start: {reason}",
                 )
         limit = self._settings.pending_timeout_s
-        if tracked.ended.is_set() or time.monotonic() - progress.waiting_since <= limit:
+        if tracked.ended or time.monotonic() - progress.waiting_since <= limit:
             return True
         tracked.failure = f"the pod did not start within {limit:g} s" + (
             f": {progress.last_wait}" if progress.last_wait else ""
@@ -505,7 +505,7 @@ class KubernetesBackend:
                 "cancelled while running" if ran else "cancelled before it started",
             )
             return
-        if _deadline_exceeded(tracked.final):
+        if deadline_exceeded(tracked.final):
             self._finish(name, failed, f"timed out after {timeout_s(execution):g} s")
         elif budget.exceeded:
             self._finish(
@@ -640,66 +640,8 @@ class _Progress:
 
 
 def _note_job(tracked: _Tracked, kind: str, job: dict[str, Any]) -> None:
-    if _final_condition(job) is not None:
+    if final_condition(job) is not None:
         tracked.final = job
     if kind == "DELETED":
         tracked.gone = True
-    if tracked.final is not None or tracked.gone:
-        tracked.ended.set()
     tracked.wake.set()
-
-
-def _final_condition(job: dict[str, Any] | None) -> dict[str, Any] | None:
-    for condition in ((job or {}).get("status") or {}).get("conditions") or []:
-        if condition.get("type") in ("Complete", "Failed") and (
-            condition.get("status") == "True"
-        ):
-            return dict(condition)
-    return None
-
-
-def _deadline_exceeded(job: dict[str, Any] | None) -> bool:
-    condition = _final_condition(job)
-    return (
-        condition is not None
-        and condition.get("type") == "Failed"
-        and condition.get("reason") == "DeadlineExceeded"
-    )
-
-
-def _has_started(pod: dict[str, Any]) -> bool:
-    state = _container_state(pod)
-    return state is not None and ("running" in state or "terminated" in state)
-
-
-def _container_state(pod: dict[str, Any] | None) -> dict[str, Any] | None:
-    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") == CONTAINER:
-            state: dict[str, Any] = status.get("state") or {}
-            return state
-    return None
-
-
-def _waiting_reason(pod: dict[str, Any] | None) -> str | None:
-    """Why a pod that has not started is stuck, as `Reason: message`."""
-    if pod is None:
-        return "no pod was created for the Job"
-    status = pod.get("status") or {}
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("status") == (
-            "False"
-        ):
-            return _reason_text(condition.get("reason") or "Unschedulable", condition)
-    containers = (status.get("initContainerStatuses") or []) + (
-        status.get("containerStatuses") or []
-    )
-    for container in containers:
-        waiting = (container.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in _STUCK_REASONS:
-            return _reason_text(waiting["reason"], waiting)
-    return None
-
-
-def _reason_text(reason: str, source: Mapping[str, Any]) -> str:
-    message = str(source.get("message") or "").strip()
-    return f"{reason}: {message}" if message else reason

@@ -4,6 +4,7 @@ presigned URL for every object it fetches or stores."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -48,7 +49,7 @@ def build_pod_spec(
     objects: PresigningObjectStore,
     runner_limits: dict[str, int],
     expires: timedelta,
-    transfer: dict[str, float] | None = None,
+    transfer: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The pod spec of `run`. Default file contents are stored first, so the
     pod fetches every file the same way; raises ValueError when the spec
