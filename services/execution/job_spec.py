@@ -8,11 +8,9 @@ import math
 import re
 from typing import Any
 
-from stepforge.services.core.durations import duration_seconds
 from stepforge.services.core.languages import find_language
 from stepforge.services.core.names import short_name
-from stepforge.services.execution.limits import Limits
-from stepforge.services.execution.local_backend import DEFAULT_TIMEOUT_S
+from stepforge.services.execution.limits import Limits, execution_timeout_s
 from stepforge.services.execution.store import StoredExecution
 from stepforge.services.kubernetes import labels
 from stepforge.services.kubernetes.settings import KubernetesSettings
@@ -64,12 +62,6 @@ def job_labels(run: StoredExecution) -> dict[str, str]:
         labels.STEP: labels.label_value(short_name(execution.step)),
         labels.EXECUTION: labels.label_value(short_name(execution.name)),
     }
-
-
-def timeout_s(execution: execution_pb2.Execution) -> float:
-    """The execution's timeout, or the default one when it has none."""
-    seconds = duration_seconds(execution.timeout)
-    return seconds if seconds > 0 else DEFAULT_TIMEOUT_S
 
 
 def needs_gpu(run: StoredExecution) -> bool:
@@ -168,7 +160,7 @@ def execution_job(
         },
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": max(1, math.ceil(timeout_s(execution))),
+            "activeDeadlineSeconds": max(1, math.ceil(execution_timeout_s(execution))),
             "ttlSecondsAfterFinished": settings.job_ttl_s,
             "podFailurePolicy": {
                 "rules": [

@@ -28,7 +28,6 @@ from stepforge.services.execution.job_spec import (
     image_problem,
     job_name,
     needs_gpu,
-    timeout_s,
 )
 from stepforge.services.execution.job_status import (
     container_state,
@@ -39,7 +38,12 @@ from stepforge.services.execution.job_status import (
 )
 from stepforge.services.execution.job_watch import JobWatcher
 from stepforge.services.execution.lifecycle import SYSTEM, Lifecycle
-from stepforge.services.execution.limits import Limits, OutputBudget, effective_limits
+from stepforge.services.execution.limits import (
+    Limits,
+    OutputBudget,
+    effective_limits,
+    execution_timeout_s,
+)
 from stepforge.services.execution.logs import LogBook
 from stepforge.services.execution.object_keys import execution_prefix, output_key
 from stepforge.services.execution.pod_logs import STDOUT, PodLogFollower
@@ -506,7 +510,9 @@ class KubernetesBackend:
             )
             return
         if deadline_exceeded(tracked.final):
-            self._finish(name, failed, f"timed out after {timeout_s(execution):g} s")
+            self._finish(
+                name, failed, f"timed out after {execution_timeout_s(execution):g} s"
+            )
         elif budget.exceeded:
             self._finish(
                 name,

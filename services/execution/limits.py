@@ -7,10 +7,19 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-from stepforge.v1 import common_pb2
+from stepforge.services.core.durations import duration_seconds
+from stepforge.v1 import common_pb2, execution_pb2
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+# How long an execution may run when it was given no timeout.
+DEFAULT_TIMEOUT_S = 3600.0
+
+
+def execution_timeout_s(execution: execution_pb2.Execution) -> float:
+    """The execution's timeout, or the default one when it has none."""
+    seconds = duration_seconds(execution.timeout)
+    return seconds if seconds > 0 else DEFAULT_TIMEOUT_S
 
 
 @dataclass(frozen=True)

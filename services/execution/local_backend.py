@@ -18,14 +18,18 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from stepforge.services.core.durations import duration_seconds
 from stepforge.services.core.languages import find_language
 from stepforge.services.core.limits import MAX_JSON_VALUE_BYTES
 from stepforge.services.core.names import short_name
 from stepforge.services.core.object_store import ObjectStore
 from stepforge.services.execution.gpus import GpuAllocator, cuda_visible_devices
 from stepforge.services.execution.lifecycle import SYSTEM, Lifecycle
-from stepforge.services.execution.limits import Limits, OutputBudget, effective_limits
+from stepforge.services.execution.limits import (
+    Limits,
+    OutputBudget,
+    effective_limits,
+    execution_timeout_s,
+)
 from stepforge.services.execution.logs import LogBook
 from stepforge.services.execution.object_keys import output_key
 from stepforge.services.execution.runner_spec import runner_inputs, runner_outputs
@@ -36,7 +40,6 @@ from stepforge.v1 import execution_pb2
 logger = logging.getLogger(__name__)
 
 RUNNER = Path(__file__).with_name("runner.py")
-DEFAULT_TIMEOUT_S = 3600.0
 # How long a process group gets to exit after SIGTERM before SIGKILL.
 TERMINATE_GRACE_S = 3.0
 INTERRUPTED_REASON = "interrupted by a restart of the execution service"
@@ -288,7 +291,7 @@ class LocalBackend:
                 on_exceeded=partial(_terminate_in_background, process),
             )
             timed_out = self._supervise(
-                name, process, cancelled, _timeout_s(execution), output
+                name, process, cancelled, execution_timeout_s(execution), output
             )
             self._conclude(
                 run, run_dir, process, limits, cancelled.is_set(), timed_out, output
@@ -417,7 +420,7 @@ class LocalBackend:
             self._stopped(name, "cancelled while running")
             return
         if timed_out:
-            limit = _timeout_s(run.execution)
+            limit = execution_timeout_s(run.execution)
             self._finish(
                 name,
                 execution_pb2.EXECUTION_STATUS_FAILED,
@@ -499,11 +502,6 @@ def _step_environment(
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
         "STEPFORGE_EXECUTION_ID": short_name(name),
     }
-
-
-def _timeout_s(execution: execution_pb2.Execution) -> float:
-    seconds = duration_seconds(execution.timeout)
-    return seconds if seconds > 0 else DEFAULT_TIMEOUT_S
 
 
 def _exit_reason(returncode: int | None) -> str:

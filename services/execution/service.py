@@ -35,7 +35,7 @@ from stepforge.services.execution.backend import ExecutionBackend
 from stepforge.services.execution.file_inputs import receive_file_inputs
 from stepforge.services.execution.inputs import check_inputs
 from stepforge.services.execution.lifecycle import Lifecycle
-from stepforge.services.execution.local_backend import DEFAULT_TIMEOUT_S
+from stepforge.services.execution.limits import DEFAULT_TIMEOUT_S
 from stepforge.services.execution.logs import LogBook
 from stepforge.services.execution.object_keys import execution_prefix, output_key
 from stepforge.services.execution.store import (
