@@ -128,14 +128,7 @@ def _kaniko_builder(
         )
     if not isinstance(objects, PresigningStore):
         raise ValueError(NEEDS_PRESIGNING)
-    return KanikoBuilder(
-        api_client(kubernetes),
-        kubernetes,
-        objects,
-        build_dir,
-        build_timeout_s=kubernetes.build_timeout_s,
-        pending_timeout_s=kubernetes.pending_timeout_s,
-    )
+    return KanikoBuilder(api_client(kubernetes), kubernetes, objects, build_dir)
 
 
 def _collect_periodically(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stepforge.services.build.builder import BuildSpec
+from stepforge.services.core.container_config import DEBIAN_PACKAGE_PATTERN
 from stepforge.services.core.languages import Language
 
 STEP_UID = 10001
@@ -51,7 +52,6 @@ GENERATED_CODE_DIR = "code"
 MAX_DOCKERFILE_BYTES = 256 * 1024
 
 _PYTHON_VERSION = re.compile(r"^3\.\d{1,2}$")
-_DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,127}$")
 # Letters, digits and `._-+@` in '/'-separated segments: nothing a Dockerfile
 # or a shell reads as a quote, a variable, a space or an escape.
 _CODE_PATH = re.compile(r"^[A-Za-z0-9_.+@-]+(/[A-Za-z0-9_.+@-]+)*$")
@@ -61,6 +61,7 @@ _HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 
 _VENV = "/stepforge/venv"
 _UV = "/usr/local/bin/uv"
+_DOCKERFILE_FIELD = "container_config.dockerfile_path"
 
 
 class RecipeError(ValueError):
@@ -85,9 +86,7 @@ def image_recipe(spec: BuildSpec, code_root: Path) -> ImageRecipe:
     Raises RecipeError naming the field and the rule it breaks.
     """
     if spec.dockerfile_path:
-        path = check_code_path(
-            code_root, spec.dockerfile_path, "container_config.dockerfile_path"
-        )
+        path = check_code_path(code_root, spec.dockerfile_path, _DOCKERFILE_FIELD)
         if (code_root / CONTEXT_DIR).exists():
             raise RecipeError(
                 f"the step's code holds a top-level {CONTEXT_DIR!r}; with "
@@ -226,7 +225,8 @@ def _keeping_own_files(code_root: Path) -> dict[str, bytes]:
 
 
 def _contract_lines(*, copy_code: bool) -> list[str]:
-    lines = [f"COPY {CONTEXT_DIR}/runner.py {CONTEXT_DIR}/pod_entry.py /stepforge/"]
+    scripts = " ".join(f"{CONTEXT_DIR}/{name}" for name in CONTEXT_SCRIPTS)
+    lines = [f"COPY {scripts} /stepforge/"]
     if copy_code:
         lines += ["COPY . /stepforge/code/", "WORKDIR /stepforge/code"]
     # The venv's bin comes first when there is one; a step's own image
@@ -237,7 +237,7 @@ def _contract_lines(*, copy_code: bool) -> list[str]:
 
 def _checked_packages(names: Sequence[str]) -> list[str]:
     for index, name in enumerate(names):
-        if not _DEBIAN_PACKAGE.match(name):
+        if not DEBIAN_PACKAGE_PATTERN.match(name):
             raise RecipeError(
                 f"container_config.system_dependencies[{index}] {name!r} is not a "
                 "Debian package name (lower-case letters, digits, '+', '-', '.', "
@@ -265,30 +265,30 @@ def _exec_run(*argv: str) -> str:
 
 
 def _read_dockerfile(path: Path, shown: str) -> str:
-    field = "container_config.dockerfile_path"
     size = path.stat().st_size
     if size > MAX_DOCKERFILE_BYTES:
         raise RecipeError(
-            f"{field} {shown!r} is {size} bytes; a Dockerfile may hold at most "
-            f"{MAX_DOCKERFILE_BYTES}"
+            f"{_DOCKERFILE_FIELD} {shown!r} is {size} bytes; a Dockerfile may "
+            f"hold at most {MAX_DOCKERFILE_BYTES}"
         )
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RecipeError(f"{field} {shown!r} is not UTF-8 text: {exc}") from exc
+        raise RecipeError(
+            f"{_DOCKERFILE_FIELD} {shown!r} is not UTF-8 text: {exc}"
+        ) from exc
     if "\x00" in text:
-        raise RecipeError(f"{field} {shown!r} holds a NUL byte")
+        raise RecipeError(f"{_DOCKERFILE_FIELD} {shown!r} holds a NUL byte")
     return text.replace("\r\n", "\n")
 
 
 def _check_user_dockerfile(text: str, shown: str) -> None:
-    field = "container_config.dockerfile_path"
     lines = text.split("\n")
     escape = _escape_character(lines)
     instructions = _instruction_words(lines, escape, shown)
     if "FROM" not in instructions:
-        raise RecipeError(f"{field} {shown!r} has no FROM instruction")
+        raise RecipeError(f"{_DOCKERFILE_FIELD} {shown!r} has no FROM instruction")
 
 
 def _escape_character(lines: list[str]) -> str:
@@ -305,7 +305,6 @@ def _escape_character(lines: list[str]) -> str:
 def _instruction_words(lines: list[str], escape: str, shown: str) -> list[str]:
     """The first word of each instruction; raises RecipeError when the text
     ends inside one (a line continuation or an open here-document)."""
-    field = "container_config.dockerfile_path"
     words: list[str] = []
     continued = False
     heredoc_ends: list[tuple[str, bool]] = []
@@ -329,12 +328,12 @@ def _instruction_words(lines: list[str], escape: str, shown: str) -> list[str]:
             ]
     if continued:
         raise RecipeError(
-            f"{field} {shown!r} ends with a line continuation ({escape!r}); its "
-            "last instruction must be complete"
+            f"{_DOCKERFILE_FIELD} {shown!r} ends with a line continuation "
+            f"({escape!r}); its last instruction must be complete"
         )
     if heredoc_ends:
         raise RecipeError(
-            f"{field} {shown!r} ends inside a here-document: "
+            f"{_DOCKERFILE_FIELD} {shown!r} ends inside a here-document: "
             f"{heredoc_ends[0][0]!r} never closes it"
         )
     return words

@@ -13,11 +13,14 @@ from typing import Any
 
 from stepforge.services.build.build_log import BuildLog
 from stepforge.services.build.kaniko_job import FETCH_CONTAINER, KANIKO_CONTAINER
-from stepforge.services.kubernetes.api import KubeApi, KubeError
+from stepforge.services.kubernetes.api import KubeApi, KubeError, final_condition
 
 _CONTAINERS = (FETCH_CONTAINER, KANIKO_CONTAINER)
 _TAIL_LINES = 12
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
+)
 # Waiting reasons that mean a container cannot start as specified; a kubelet
 # keeps retrying them, so they fail the build only once they persist.
 _START_ERRORS = frozenset(
@@ -91,9 +94,9 @@ class JobFollower:
         deleted and reported failed. Raises BuildStopped when told to stop.
         """
         following = _Following(
-            self._kube, self._limits, self._stop, self._clock, name, log
+            self._kube, self._limits, self._stop, self._clock, name, log, wait_limit_s
         )
-        return following.run(wait_limit_s)
+        return following.run()
 
 
 class _Following:
@@ -107,6 +110,7 @@ class _Following:
         clock: Callable[[], float],
         name: str,
         log: BuildLog,
+        wait_limit_s: float,
     ) -> None:
         self._kube = kube
         self._limits = limits
@@ -114,15 +118,14 @@ class _Following:
         self._clock = clock
         self._name = name
         self._log = log
-        self._wait_limit_s = 0.0
+        self._wait_limit_s = wait_limit_s
         self._logs = {container: _ContainerLog() for container in _CONTAINERS}
         self._started = self._clock()
         self._start_error_since: float | None = None
         self._api_failing_since: float | None = None
         self._seen_pod = ""
 
-    def run(self, wait_limit_s: float) -> JobEnd:
-        self._wait_limit_s = wait_limit_s
+    def run(self) -> JobEnd:
         while True:
             if self._stop.is_set():
                 raise BuildStopped(f"stopped following Job {self._name}")
@@ -142,14 +145,13 @@ class _Following:
             return JobEnd(
                 False, f"the build Job {self._name} was deleted before it ended"
             )
-        pods = self._job_pods(job)
-        pod = pods[-1] if pods else None
+        pod = self._latest_pod(job)
         if pod is not None:
             self._note_pod(pod)
             self._copy_logs(pod, follow=True)
-        finished = _finished(job)
+        finished = final_condition(job)
         if finished is not None:
-            pod = self._final_pod(job)
+            pod = self._latest_pod(job)
             if pod is not None:
                 self._note_pod(pod)
                 self._copy_logs(pod, follow=False)
@@ -176,15 +178,12 @@ class _Following:
             where = f" on node {node}" if node else ""
             self._log.write(f"build pod {name}{where}")
 
-    def _final_pod(self, job: dict[str, Any]) -> dict[str, Any] | None:
-        pods = self._job_pods(job)
-        return pods[-1] if pods else None
-
-    def _job_pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
-        """The pods this very Job (not an earlier one of the same name)
-        made, oldest first."""
+    def _latest_pod(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        """The newest pod this very Job (not an earlier one of the same name)
+        made."""
         metadata = job["metadata"]
-        return self._kube.job_pods(metadata["name"], metadata.get("uid"))
+        pods = self._kube.job_pods(metadata["name"], metadata.get("uid"))
+        return pods[-1] if pods else None
 
     def _copy_logs(self, pod: dict[str, Any], *, follow: bool) -> None:
         """Copies each container's new lines, in container order; follows a
@@ -304,12 +303,13 @@ class _Following:
     def _end(
         self,
         job: dict[str, Any],
-        finished: tuple[str, str, str],
+        finished: dict[str, Any],
         pod: dict[str, Any] | None,
     ) -> JobEnd:
-        kind, reason, message = finished
-        if kind == "Complete":
+        if finished["type"] == "Complete":
             return JobEnd(True, digest=self._digest(pod))
+        reason = finished.get("reason", "")
+        message = finished.get("message", "")
         if reason == "DeadlineExceeded":
             limit = job["spec"].get("activeDeadlineSeconds")
             return JobEnd(
@@ -349,19 +349,6 @@ class _Following:
             return digest
         self._log.write("the build pod reported no image digest")
         return ""
-
-
-def _finished(job: dict[str, Any]) -> tuple[str, str, str] | None:
-    for condition in job.get("status", {}).get("conditions", []) or []:
-        if condition.get("type") in ("Complete", "Failed") and (
-            condition.get("status") == "True"
-        ):
-            return (
-                condition["type"],
-                condition.get("reason", ""),
-                condition.get("message", ""),
-            )
-    return None
 
 
 def _statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
@@ -427,10 +414,7 @@ def _unschedulable(pod: dict[str, Any]) -> str:
 def _parse_time(stamp: str) -> tuple[str, int] | None:
     """An RFC 3339 time as (its whole seconds text, nanoseconds), which
     order as the times do; None when `stamp` is not one."""
-    match = re.match(
-        r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$",
-        stamp,
-    )
+    match = _RFC3339.match(stamp)
     if match is None:
         return None
     seconds, fraction, zone = match.groups()

@@ -44,12 +44,13 @@ from stepforge.services.build.job_follower import (
 from stepforge.services.build.kaniko_job import job_name, kaniko_job
 from stepforge.services.build.source_checks import check_entry_function
 from stepforge.services.core.object_store import ObjectStore, PresigningStore
-from stepforge.services.kubernetes.api import JobExists, KubeApi, KubeError
-from stepforge.services.kubernetes.settings import (
-    DEFAULT_BUILD_TIMEOUT_S,
-    DEFAULT_PENDING_TIMEOUT_S,
-    KubernetesSettings,
+from stepforge.services.kubernetes.api import (
+    JobExists,
+    KubeApi,
+    KubeError,
+    final_condition,
 )
+from stepforge.services.kubernetes.settings import KubernetesSettings
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -74,7 +75,9 @@ class KanikoBuilder:
     """Builds step images with Kaniko Jobs in `settings.namespace`.
 
     `root` holds the record of pushed images and scratch space. The runner and
-    pod_entry scripts are read from `scripts_dir` at each build.
+    pod_entry scripts are read from `scripts_dir` at each build. A build may
+    wait `settings.pending_timeout_s` for its pod and run for
+    `settings.build_timeout_s`.
     """
 
     def __init__(
@@ -85,16 +88,12 @@ class KanikoBuilder:
         root: Path,
         *,
         scripts_dir: Path | None = None,
-        build_timeout_s: int = DEFAULT_BUILD_TIMEOUT_S,
-        pending_timeout_s: float = DEFAULT_PENDING_TIMEOUT_S,
         pull_error_timeout_s: float = DEFAULT_PULL_ERROR_TIMEOUT_S,
         poll_interval_s: float = 1.0,
     ) -> None:
         if not isinstance(store, PresigningStore):
             raise ValueError(NEEDS_PRESIGNING)
         for name, value in (
-            ("build_timeout_s", build_timeout_s),
-            ("pending_timeout_s", pending_timeout_s),
             ("pull_error_timeout_s", pull_error_timeout_s),
             ("poll_interval_s", poll_interval_s),
         ):
@@ -107,15 +106,13 @@ class KanikoBuilder:
         self._scratch = self._root / "image-scratch"
         self._scripts_dir = scripts_dir or Path(execution_package.__file__).parent
         self._scripts()  # a missing script stops the service at start, not a build
-        self._build_timeout_s = build_timeout_s
-        self._pending_timeout_s = pending_timeout_s
         self._stop = threading.Event()
         self._kube = KubeApi(api_client, settings.namespace)
         self._follower = JobFollower(
             self._kube,
             FollowLimits(
                 poll_s=poll_interval_s,
-                pending_timeout_s=pending_timeout_s,
+                pending_timeout_s=settings.pending_timeout_s,
                 start_error_timeout_s=pull_error_timeout_s,
             ),
             self._stop,
@@ -216,12 +213,12 @@ class KanikoBuilder:
             context_url=url,
             step_name=spec.step_name,
             settings=self._settings,
-            build_timeout_s=self._build_timeout_s,
         )
         self._submit(manifest, log)
-        end = self._follower.follow(
-            name, log, self._pending_timeout_s + self._build_timeout_s + 60
+        wait_limit_s = (
+            self._settings.pending_timeout_s + self._settings.build_timeout_s + 60
         )
+        end = self._follower.follow(name, log, wait_limit_s)
         # The context is only needed while the Job runs; a later build of the
         # same image writes it again.
         self._store.delete(key)
@@ -236,13 +233,13 @@ class KanikoBuilder:
         except JobExists:
             pass
         existing = self._kube.read_job(name)
-        if existing is not None and not _failed_job(existing):
-            log.write(
-                f"following the existing build Job {name} of this image, submitted "
-                "before a restart or by an identical build"
-            )
-            return
         if existing is not None:
+            if (final_condition(existing) or {}).get("type") != "Failed":
+                log.write(
+                    f"following the existing build Job {name} of this image, "
+                    "submitted before a restart or by an identical build"
+                )
+                return
             log.write(
                 f"an earlier build Job {name} of this image failed; building again"
             )
@@ -289,13 +286,6 @@ class KanikoBuilder:
                     "without it"
                 ) from None
         return scripts
-
-
-def _failed_job(job: dict[str, Any]) -> bool:
-    return any(
-        condition.get("type") == "Failed" and condition.get("status") == "True"
-        for condition in job.get("status", {}).get("conditions", []) or []
-    )
 
 
 def _ready(log: BuildLog, spec: BuildSpec, reference: str) -> BuildOutcome:

@@ -56,12 +56,10 @@ def kaniko_job(
     context_url: str,
     step_name: str,
     settings: KubernetesSettings,
-    build_timeout_s: int,
 ) -> dict[str, Any]:
     """The Job manifest that fetches the context through `context_url` and
-    pushes the image it builds to `reference`."""
-    if build_timeout_s <= 0:
-        raise ValueError("build_timeout_s must be a positive number of seconds")
+    pushes the image it builds to `reference` within
+    `settings.build_timeout_s`."""
     labels = {
         MANAGED_BY: MANAGER,
         COMPONENT: BUILD_COMPONENT,
@@ -99,7 +97,7 @@ def kaniko_job(
         },
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": build_timeout_s,
+            "activeDeadlineSeconds": settings.build_timeout_s,
             "ttlSecondsAfterFinished": settings.job_ttl_s,
             "template": {
                 "metadata": {"labels": labels},

@@ -380,6 +380,16 @@ class Watch(Stream):
         return self
 
 
+def final_condition(job: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The Job's Complete or Failed condition, once it holds one."""
+    for condition in ((job or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and (
+            condition.get("status") == "True"
+        ):
+            return dict(condition)
+    return None
+
+
 def _status(error: Exception) -> int | None:
     status = getattr(error, "status", None)
     return status if isinstance(status, int) else None

@@ -32,6 +32,7 @@ from stepforge.services.core.object_store import LocalObjectStore, S3ObjectStore
 from stepforge.services.kubernetes.api import KubeApi
 from stepforge.services.kubernetes.client import api_client
 from stepforge.services.kubernetes.settings import (
+    DEFAULT_BUILD_TIMEOUT_S,
     DEFAULT_FETCH_IMAGE,
     DEFAULT_KANIKO_IMAGE,
     KubernetesSettings,
@@ -95,10 +96,21 @@ class _Builds:
         )
         self._builders: list[KanikoBuilder] = []
 
-    def builder(self, root: str = "build", **options: Any) -> KanikoBuilder:
-        settings = options.pop("settings", self.settings)
+    def builder(
+        self,
+        root: str = "build",
+        *,
+        settings: KubernetesSettings | None = None,
+        pending_timeout_s: int = 20,
+        build_timeout_s: int = DEFAULT_BUILD_TIMEOUT_S,
+        **options: Any,
+    ) -> KanikoBuilder:
+        settings = replace(
+            settings or self.settings,
+            pending_timeout_s=pending_timeout_s,
+            build_timeout_s=build_timeout_s,
+        )
         options.setdefault("poll_interval_s", 0.05)
-        options.setdefault("pending_timeout_s", 20)
         options.setdefault("pull_error_timeout_s", 20)
         builder = KanikoBuilder(
             api_client(settings),

@@ -28,9 +28,10 @@ def _job(**settings: Any) -> dict[str, Any]:
         context_url=URL,
         step_name="My Step/with odd name!",
         settings=KubernetesSettings(
-            image_repository="registry.local:5000/steps", **settings
+            image_repository="registry.local:5000/steps",
+            build_timeout_s=1800,
+            **settings,
         ),
-        build_timeout_s=1800,
     )
 
 
