@@ -96,17 +96,11 @@ def layers_above_base() -> list[Path]:
 
 
 def resources(directory: Path) -> list[Path]:
-    return [
-        (directory / item).resolve()
-        for item in kustomization(directory).get("resources", [])
-    ]
+    return _listed(directory, "resources")
 
 
 def components(directory: Path) -> list[Path]:
-    return [
-        (directory / item).resolve()
-        for item in kustomization(directory).get("components", [])
-    ]
+    return _listed(directory, "components")
 
 
 def patches(directory: Path) -> list[Patch]:
@@ -129,17 +123,7 @@ def patch_targets(patch: Patch) -> list[Mapping[str, str]]:
     patch names."""
     if patch.target is not None:
         return [patch.target]
-    metadata = patch.body["metadata"]
-    group, _, version = patch.body["apiVersion"].rpartition("/")
-    return [
-        {
-            "group": group,
-            "version": version,
-            "kind": patch.body["kind"],
-            "name": metadata["name"],
-            "namespace": metadata.get("namespace", ""),
-        }
-    ]
+    return [_coordinates(patch.body)]
 
 
 def generators(directory: Path) -> list[Generator]:
@@ -230,16 +214,15 @@ def base_documents() -> tuple[Document, ...]:
     return tuple(doc for path in resources(BASE) for doc in documents(path))
 
 
+def base_document(kind: str, name: str) -> Document:
+    """The one document of the base of this kind and name."""
+    (found,) = [doc for doc in base_documents() if (doc.kind, doc.name) == (kind, name)]
+    return found
+
+
 def matches(document: Document, target: Mapping[str, str]) -> bool:
     """Whether `document` is what a patch `target` selects."""
-    group, _, version = document.body["apiVersion"].rpartition("/")
-    wanted = {
-        "group": group,
-        "version": version,
-        "kind": document.kind,
-        "name": document.name,
-        "namespace": document.namespace or "",
-    }
+    wanted = _coordinates(document.body)
     return all(wanted[key] == value for key, value in target.items())
 
 
@@ -396,6 +379,26 @@ def flag(arguments: list[str], name: str) -> str:
     ]
     assert len(values) == 1, f"{name} in {arguments}"
     return values[0]
+
+
+def _listed(directory: Path, field: str) -> list[Path]:
+    """The paths a kustomization lists under `field`, resolved."""
+    return [
+        (directory / item).resolve() for item in kustomization(directory).get(field, [])
+    ]
+
+
+def _coordinates(body: Mapping[str, Any]) -> dict[str, str]:
+    """What a patch target selects an object by."""
+    metadata = body["metadata"]
+    group, _, version = body["apiVersion"].rpartition("/")
+    return {
+        "group": group,
+        "version": version,
+        "kind": body["kind"],
+        "name": metadata["name"],
+        "namespace": metadata.get("namespace") or "",
+    }
 
 
 def _env_file(path: Path) -> dict[str, str]:

@@ -12,6 +12,9 @@ import yaml
 from deploy.layout import (
     BASE,
     ROOT,
+    Document,
+    Generator,
+    base_document,
     base_documents,
     flag,
     generators,
@@ -97,17 +100,12 @@ def test_everything_but_grpc_on_the_public_listener_goes_to_the_console() -> Non
 
 
 def test_the_gateway_mounts_its_config_and_certificate_where_envoy_reads_them() -> None:
-    (gateway,) = [
-        doc
-        for doc in base_documents()
-        if doc.kind == "Deployment" and doc.name == "stepforge-gateway"
-    ]
-    pod = gateway.body["spec"]["template"]["spec"]
+    pod = _gateway().body["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     mounts = {
         mount["name"]: Path(mount["mountPath"]) for mount in container["volumeMounts"]
     }
-    (generator,) = [gen for gen in generators(BASE) if gen.name == "stepforge-gateway"]
+    generator = _envoy_generator()
     (config_file,) = generator.files
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     (config_volume,) = [
@@ -125,12 +123,7 @@ def test_the_gateway_mounts_its_config_and_certificate_where_envoy_reads_them() 
 
 
 def test_each_listener_has_a_port_of_the_gateway_and_the_right_service() -> None:
-    (gateway,) = [
-        doc
-        for doc in base_documents()
-        if doc.kind == "Deployment" and doc.name == "stepforge-gateway"
-    ]
-    (container,) = gateway.body["spec"]["template"]["spec"]["containers"]
+    (container,) = _gateway().body["spec"]["template"]["spec"]["containers"]
     ports = {item["name"]: item["containerPort"] for item in container["ports"]}
     exposed = {
         (doc.name, ports[item["targetPort"]])
@@ -145,22 +138,34 @@ def test_each_listener_has_a_port_of_the_gateway_and_the_right_service() -> None
     }
 
 
+def _gateway() -> Document:
+    return base_document("Deployment", "stepforge-gateway")
+
+
+def _envoy_generator() -> Generator:
+    """The ConfigMap generator of the gateway's Envoy config."""
+    (generator,) = [gen for gen in generators(BASE) if gen.name == "stepforge-gateway"]
+    return generator
+
+
 @cache
 def _envoy() -> dict[str, Any]:
-    (generator,) = [gen for gen in generators(BASE) if gen.name == "stepforge-gateway"]
-    (path,) = generator.files
+    (path,) = _envoy_generator().files
     config = yaml.safe_load(path.read_text())
     assert isinstance(config, dict)
     return config
 
 
-def _listener(name: str) -> dict[str, Any]:
-    (listener,) = [
-        item
-        for item in _envoy()["static_resources"]["listeners"]
-        if item["name"] == name
+def _envoy_resource(section: str, name: str) -> dict[str, Any]:
+    """The one item called `name` of a `static_resources` section."""
+    (found,) = [
+        item for item in _envoy()["static_resources"][section] if item["name"] == name
     ]
-    return dict(listener)
+    return dict(found)
+
+
+def _listener(name: str) -> dict[str, Any]:
+    return _envoy_resource("listeners", name)
 
 
 def _port(listener: str) -> int:
@@ -194,12 +199,7 @@ def _public_certificate_files() -> list[str]:
 
 
 def _cluster(name: str) -> dict[str, Any]:
-    (cluster,) = [
-        item
-        for item in _envoy()["static_resources"]["clusters"]
-        if item["name"] == name
-    ]
-    return dict(cluster)
+    return _envoy_resource("clusters", name)
 
 
 def _cluster_service(name: str) -> dict[str, Any]:

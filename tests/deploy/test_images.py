@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from deploy.layout import DEPLOY, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-IMAGES = ROOT / "deploy" / "images"
+IMAGES = DEPLOY / "images"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 COMPILERS = re.compile(r"\b(gcc|g\+\+|clang|build-essential|cc1|make)\b")
 ARGUMENT = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")

@@ -20,6 +20,7 @@ from deploy.layout import (
     TARGETS,
     Document,
     apply_json_patch,
+    base_document,
     base_documents,
     components,
     containers,
@@ -271,11 +272,7 @@ def test_nothing_is_granted_cluster_wide() -> None:
 def test_step_pods_reach_only_dns_and_the_object_store() -> None:
     namespace = job_namespaces()["execution"]
     (policy,) = _policies_for(namespace, job_labels("execution"))
-    (minio,) = [
-        doc
-        for doc in base_documents()
-        if doc.kind == "StatefulSet" and doc.name == "stepforge-minio"
-    ]
+    minio = base_document("StatefulSet", "stepforge-minio")
     (container,) = minio.body["spec"]["template"]["spec"]["containers"]
     (store_port,) = [item["containerPort"] for item in container["ports"]]
 

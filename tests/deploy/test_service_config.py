@@ -17,7 +17,7 @@ from deploy.layout import (
     SERVICES,
     TARGETS,
     VARIABLE_REFERENCE,
-    base_documents,
+    base_document,
     console_container,
     environment,
     generated,
@@ -97,11 +97,7 @@ def test_the_object_store_url_names_the_minio_service_for_every_namespace() -> N
     # Step pods resolve it from their own namespace, so it names its namespace.
     name, namespace, rest = url.hostname.split(".", 2)
     service = service_named(namespace, name, url.port)
-    (minio,) = [
-        doc
-        for doc in base_documents()
-        if doc.kind == "StatefulSet" and doc.name == "stepforge-minio"
-    ]
+    minio = base_document("StatefulSet", "stepforge-minio")
 
     assert rest == "svc"
     assert service["spec"]["selector"].items() <= (

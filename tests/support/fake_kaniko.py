@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -507,7 +507,7 @@ def _option(words: list[str], name: str) -> str | None:
     return None
 
 
-def _local_python(version: str, info: Any) -> Path:
+def _local_python(version: str, info: Callable[[str], None]) -> Path:
     from stepforge.services.build.interpreters import find_python, host_python
 
     found = find_python(version)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -10,16 +10,19 @@ from typing import Any
 from stepforge.services.kubernetes.api import KubeApi
 from stepforge.services.kubernetes.client import api_client
 from stepforge.services.kubernetes.settings import KubernetesSettings
-from support.fake_kube import FakeCluster, HostRuntime, running_fake_cluster
+from support.fake_kube import FakeCluster, FakeNode, HostRuntime, running_fake_cluster
 
 # An image the tests register with HostRuntime: its commands run on the host.
 HOST_IMAGE = "host.local/sh:1"
 
 
 @contextmanager
-def host_cluster(root: Path) -> Iterator[FakeCluster]:
-    """A fake cluster that runs the containers of HOST_IMAGE on the host."""
-    with running_fake_cluster(root) as cluster:
+def host_cluster(
+    root: Path, nodes: Sequence[FakeNode] | None = None
+) -> Iterator[FakeCluster]:
+    """A fake cluster that runs the containers of HOST_IMAGE on the host (on
+    `nodes`, by default one node without GPUs)."""
+    with running_fake_cluster(root, nodes) as cluster:
         cluster.register_image(HOST_IMAGE.partition("/")[0], HostRuntime())
         yield cluster
 

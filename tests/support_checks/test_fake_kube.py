@@ -12,21 +12,15 @@ from typing import Any
 import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
-from support.fake_kube import (
-    FakeCluster,
-    FakeNode,
-    HostRuntime,
-    rewrite_paths,
-    running_fake_cluster,
-)
+from support.fake_kube import FakeCluster, FakeNode, rewrite_paths
 from support.fake_kube.errors import ApiError
 from support.fake_kube.state import ObjectStore, follow_changes
+from support.kube_jobs import HOST_IMAGE, host_cluster, shell_job
 from support.waiting import eventually, process_alive
 
 NAMESPACE = "steps"
 # Kubernetes reads `$$` in a command as an escaped `$`: `$$$$` reaches sh as `$$`.
 SHELL_PID = "$$$$"
-HOST_IMAGE = "host.local/sh:1"
 GPU_LABEL = {"nvidia.com/gpu.present": "true"}
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -38,8 +32,7 @@ def cluster(tmp_path: Path) -> Iterator[FakeCluster]:
         FakeNode("cpu-1"),
         FakeNode("gpu-1", labels=GPU_LABEL, taints=(GPU_TAINT,), gpus=2),
     ]
-    with running_fake_cluster(tmp_path, nodes=nodes) as running:
-        running.register_image("host.local/", HostRuntime())
+    with host_cluster(tmp_path, nodes) as running:
         yield running
 
 
@@ -219,8 +212,7 @@ def test_active_deadline_kills_a_sleeping_pod(
 ) -> None:
     batch = client.BatchV1Api(api)
     pid_file = tmp_path / "pid"
-    script = f"echo {SHELL_PID} > {pid_file}; exec sleep 60"
-    job = _job("sleeper", script, activeDeadlineSeconds=1)
+    job = _job("sleeper", _sleeper_script(pid_file), activeDeadlineSeconds=1)
 
     batch.create_namespaced_job(NAMESPACE, job)
 
@@ -235,14 +227,8 @@ def test_active_deadline_kills_a_sleeping_pod(
 def test_deleting_a_running_job_kills_its_process_and_removes_its_pods(
     api: client.ApiClient, cluster: FakeCluster, tmp_path: Path
 ) -> None:
-    batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-    pid_file = tmp_path / "pid"
-    batch.create_namespaced_job(
-        NAMESPACE, _job("runner", f"echo {SHELL_PID} > {pid_file}; exec sleep 60")
-    )
-    _wait_for_pod(core, "runner", lambda pod: pod.status.phase == "Running")
-    assert eventually(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
-    pid = int(pid_file.read_text())
+    batch = client.BatchV1Api(api)
+    _, pid = _start_sleeper(api, "runner", tmp_path / "pid")
 
     batch.delete_namespaced_job("runner", NAMESPACE, propagation_policy="Background")
 
@@ -258,12 +244,7 @@ def test_deleting_a_job_without_a_policy_orphans_its_pod(
     api: client.ApiClient, cluster: FakeCluster, tmp_path: Path
 ) -> None:
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-    pid_file = tmp_path / "pid"
-    batch.create_namespaced_job(
-        NAMESPACE, _job("parent", f"echo {SHELL_PID} > {pid_file}; exec sleep 60")
-    )
-    pod = _wait_for_pod(core, "parent", lambda pod: pod.status.phase == "Running")
-    assert eventually(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    pod, pid = _start_sleeper(api, "parent", tmp_path / "pid")
 
     batch.delete_namespaced_job("parent", NAMESPACE)
 
@@ -271,7 +252,7 @@ def test_deleting_a_job_without_a_policy_orphans_its_pod(
     assert orphan.metadata.owner_references is None
     assert orphan.status.phase == "Running"
     core.delete_namespaced_pod(pod.metadata.name, NAMESPACE)
-    assert eventually(lambda: not process_alive(int(pid_file.read_text())))
+    assert eventually(lambda: not process_alive(pid))
     assert eventually(lambda: not cluster.objects("Pod", NAMESPACE))
 
 
@@ -581,24 +562,32 @@ def _job(
     tolerations: list[dict[str, str]] | None = None,
     **spec: Any,
 ) -> dict[str, Any]:
-    container: dict[str, Any] = {
-        "name": "main",
-        "image": image,
-        "command": ["sh", "-c", script],
-    }
-    if gpus:
-        container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
-    pod_spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    """A shell_job with Job `spec` fields, and pod spec fields to place it."""
+    resources = {"resources": {"limits": {"nvidia.com/gpu": gpus}}} if gpus else {}
+    job = shell_job(name, script, image=image, labels=labels, **resources)
+    job["spec"].update(spec)
+    pod_spec = job["spec"]["template"]["spec"]
     if nodeSelector:
         pod_spec["nodeSelector"] = nodeSelector
     if tolerations:
         pod_spec["tolerations"] = tolerations
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "labels": labels or {}},
-        "spec": {"backoffLimit": 0, **spec, "template": {"spec": pod_spec}},
-    }
+    return job
+
+
+def _sleeper_script(pid_file: Path) -> str:
+    """Writes the shell's pid to `pid_file`, then sleeps as that process."""
+    return f"echo {SHELL_PID} > {pid_file}; exec sleep 60"
+
+
+def _start_sleeper(api: client.ApiClient, name: str, pid_file: Path) -> tuple[Any, int]:
+    """Runs Job `name` with _sleeper_script: its running pod and its pid."""
+    client.BatchV1Api(api).create_namespaced_job(
+        NAMESPACE, _job(name, _sleeper_script(pid_file))
+    )
+    core = client.CoreV1Api(api)
+    pod = _wait_for_pod(core, name, lambda pod: pod.status.phase == "Running")
+    assert eventually(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    return pod, int(pid_file.read_text())
 
 
 def _wait_for_job(batch: client.BatchV1Api, name: str, condition: str) -> Any:

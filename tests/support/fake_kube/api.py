@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from .defaults import default_job, default_pod, default_secret, with_metadata
 from .deletion import Deleter
-from .errors import ApiError
+from .errors import ApiError, ignoring_not_found
 from .kinds import Kind
 from .kubelet import Kubelet
 from .logs import ContainerLog
 from .meta import Obj, clone
+from .pod_status import container_statuses
 from .state import ObjectStore, StoreClosed
 from .validation import check_rules, check_schema
 
@@ -166,7 +167,7 @@ class ClusterApi:
         listed = self.list_objects(kind, query)
         for item in listed["items"]:
             metadata = item["metadata"]
-            try:
+            with ignoring_not_found():
                 self._deleter.delete(
                     kind,
                     metadata.get("namespace", ""),
@@ -174,9 +175,6 @@ class ClusterApi:
                     policy,
                     grace_s,
                 )
-            except ApiError as error:
-                if error.reason != "NotFound":
-                    raise
         return listed
 
     def container_log(
@@ -277,12 +275,7 @@ def _log_container(pod: Obj, requested: str | None) -> str:
 
 
 def _waiting_reason(pod: Obj, container: str) -> str:
-    status = pod.get("status") or {}
-    statuses = [
-        *(status.get("initContainerStatuses") or []),
-        *(status.get("containerStatuses") or []),
-    ]
-    for entry in statuses:
+    for entry in container_statuses(pod):
         if entry.get("name") == container:
             waiting = (entry.get("state") or {}).get("waiting") or {}
             return str(waiting.get("reason") or "ContainerCreating")

@@ -64,13 +64,13 @@ def default_job(job: Obj) -> None:
             LEGACY_CONTROLLER_UID: uid,
             LEGACY_JOB_NAME: name,
         }
-    default_pod_spec(template.setdefault("spec", {}), restart_policy="Always")
+    default_pod_spec(template.setdefault("spec", {}))
     job["status"] = {}
 
 
 def default_pod(pod: Obj) -> None:
     """Fills a new Pod's defaults and initial status, in place."""
-    default_pod_spec(pod.setdefault("spec", {}), restart_policy="Always")
+    default_pod_spec(pod.setdefault("spec", {}))
     pod["status"] = {"phase": "Pending", "qosClass": _qos_class(pod["spec"])}
 
 
@@ -83,9 +83,9 @@ def default_secret(secret: Obj) -> None:
         data[key] = base64.b64encode(str(value).encode()).decode()
 
 
-def default_pod_spec(spec: Obj, restart_policy: str) -> None:
+def default_pod_spec(spec: Obj) -> None:
     """Fills the defaults of a pod spec, in place."""
-    spec.setdefault("restartPolicy", restart_policy)
+    spec.setdefault("restartPolicy", "Always")
     spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_PERIOD_S)
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("schedulerName", "default-scheduler")

@@ -6,14 +6,14 @@ from __future__ import annotations
 import time
 
 from .defaults import DEFAULT_GRACE_PERIOD_S
-from .errors import ApiError, success_status
+from .errors import ApiError, ignoring_not_found, success_status
 from .kinds import Kind, kind_named
 from .meta import Obj, controller_of, format_time, is_deleting
+from .pod_status import pod_finished
 from .state import ObjectStore
 
 PROPAGATION_POLICIES = ("Orphan", "Background", "Foreground")
 FOREGROUND_FINALIZER = "foregroundDeletion"
-_TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 class Deleter:
@@ -46,8 +46,7 @@ class Deleter:
         if grace_s is None:
             grace_s = pod["spec"].get("terminationGracePeriodSeconds")
         grace = DEFAULT_GRACE_PERIOD_S if grace_s is None else grace_s
-        finished = pod.get("status", {}).get("phase") in _TERMINAL_PHASES
-        if grace == 0 or finished or not pod["spec"].get("nodeName"):
+        if grace == 0 or pod_finished(pod) or not pod["spec"].get("nodeName"):
             return self._store.delete("Pod", namespace, name)
         if is_deleting(pod):
             return pod
@@ -95,11 +94,8 @@ class Deleter:
         return pods
 
     def _delete_quietly(self, pod: Obj) -> None:
-        try:
+        with ignoring_not_found():
             self.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"])
-        except ApiError as error:
-            if error.reason != "NotFound":
-                raise
 
     def _orphan(self, pod: Obj, owner_uid: str) -> None:
         def drop_owner(pod: Obj) -> None:
@@ -109,14 +105,11 @@ class Deleter:
             if not kept:
                 del pod["metadata"]["ownerReferences"]
 
-        try:
-            metadata = pod["metadata"]
+        metadata = pod["metadata"]
+        with ignoring_not_found():
             self._store.update(
                 "Pod", metadata["namespace"], metadata["name"], drop_owner
             )
-        except ApiError as error:
-            if error.reason != "NotFound":
-                raise
 
 
 def _foreground_mark(job: Obj) -> None:

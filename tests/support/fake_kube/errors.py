@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 # HTTP status code of each Status reason the fake uses.
@@ -69,33 +71,22 @@ def success_status(details: dict[str, Any]) -> dict[str, Any]:
 
 def not_found(kind_plural: str, group: str, name: str) -> ApiError:
     """The NotFound error for `name`, worded as the API server words it."""
-    resource = f"{kind_plural}.{group}" if group else kind_plural
-    return ApiError(
-        "NotFound",
-        f'{resource} "{name}" not found',
-        {"name": name, "group": group, "kind": kind_plural},
-    )
+    return _about(kind_plural, group, name, "NotFound", "not found")
 
 
 def already_exists(kind_plural: str, group: str, name: str) -> ApiError:
     """The AlreadyExists error for `name`."""
-    resource = f"{kind_plural}.{group}" if group else kind_plural
-    return ApiError(
-        "AlreadyExists",
-        f'{resource} "{name}" already exists',
-        {"name": name, "group": group, "kind": kind_plural},
-    )
+    return _about(kind_plural, group, name, "AlreadyExists", "already exists")
 
 
 def invalid(
     kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
 ) -> ApiError:
     """The Invalid (422) error listing each (field, reason, message) cause."""
-    qualified = f"{kind}.{group}" if group else kind
     summary = ", ".join(f"{field}: {message}" for field, _, message in causes)
     return ApiError(
         "Invalid",
-        f'{qualified} "{name}" is invalid: [{summary}]',
+        f'{_qualified(kind, group)} "{name}" is invalid: [{summary}]',
         {
             "name": name,
             "group": group,
@@ -106,3 +97,27 @@ def invalid(
             ],
         },
     )
+
+
+@contextmanager
+def ignoring_not_found() -> Iterator[None]:
+    """Lets NotFound pass: for work on an object that may be gone already."""
+    try:
+        yield
+    except ApiError as error:
+        if error.reason != "NotFound":
+            raise
+
+
+def _about(
+    kind_plural: str, group: str, name: str, reason: str, state: str
+) -> ApiError:
+    return ApiError(
+        reason,
+        f'{_qualified(kind_plural, group)} "{name}" {state}',
+        {"name": name, "group": group, "kind": kind_plural},
+    )
+
+
+def _qualified(kind: str, group: str) -> str:
+    return f"{kind}.{group}" if group else kind

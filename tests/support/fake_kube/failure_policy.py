@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .meta import Obj
+from .pod_status import container_statuses
 
 
 def failure_policy_action(spec: Mapping[str, Any], pod: Obj) -> tuple[str, str]:
@@ -13,10 +14,7 @@ def failure_policy_action(spec: Mapping[str, Any], pod: Obj) -> tuple[str, str]:
     ("Count" if none does), and the message explaining it."""
     rules = (spec.get("podFailurePolicy") or {}).get("rules") or []
     status = pod.get("status") or {}
-    containers = [
-        *(status.get("initContainerStatuses") or []),
-        *(status.get("containerStatuses") or []),
-    ]
+    containers = container_statuses(pod)
     pod_name = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
     for index, rule in enumerate(rules):
         action = rule.get("action", "Count")

@@ -9,18 +9,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .defaults import default_pod, pod_for_job, with_metadata
+from .defaults import DEFAULT_BACKOFF_LIMIT, default_pod, pod_for_job, with_metadata
 from .deletion import Deleter
-from .errors import ApiError
+from .errors import ApiError, ignoring_not_found
 from .failure_policy import failure_policy_action
 from .kinds import POD
 from .meta import Obj, controller_of, format_time, is_deleting, now, parse_time
+from .pod_status import container_statuses, pod_finished
 from .state import Change, ObjectStore, follow_changes
 from .workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
 
-_TERMINAL_PHASES = ("Succeeded", "Failed")
 _CREATE_ATTEMPTS = 5
 _JOIN_TIMEOUT_S = 10.0
 
@@ -146,11 +146,10 @@ class JobController:
         verdict = _decided(job)
         for pod in pods:
             pod_uid = pod["metadata"]["uid"]
-            phase = pod.get("status", {}).get("phase")
-            if pod_uid in counted or is_deleting(pod) or phase not in _TERMINAL_PHASES:
+            if pod_uid in counted or is_deleting(pod) or not pod_finished(pod):
                 continue
             counted.add(pod_uid)
-            if phase == "Succeeded":
+            if pod["status"]["phase"] == "Succeeded":
                 succeeded += 1
                 continue
             action, message = failure_policy_action(spec, pod)
@@ -159,7 +158,7 @@ class JobController:
             failed += 1
             if action == "FailJob" and verdict is None:
                 verdict = _failure("PodFailurePolicy", message)
-        active = [p for p in pods if _running(p) and not is_deleting(p)]
+        active = [p for p in pods if not pod_finished(p) and not is_deleting(p)]
         if verdict is None:
             verdict = self._verdict(job, active, succeeded, failed)
         # Pods a verdict ends go through graceful deletion first; the final
@@ -180,7 +179,7 @@ class JobController:
             self._started[uid] = time.time()
             status["startTime"] = format_time(self._started[uid])
             self._schedule_deadline(job)
-        terminating = [p for p in pods if is_deleting(p) and _running(p)]
+        terminating = [p for p in pods if is_deleting(p) and not pod_finished(p)]
         status.update(
             active=len(active),
             ready=sum(1 for pod in active if _ready(pod)),
@@ -204,7 +203,7 @@ class JobController:
     ) -> _Verdict | None:
         spec = job["spec"]
         restarts = sum(_restarts(pod) for pod in active)
-        if failed + restarts > spec.get("backoffLimit", 6):
+        if failed + restarts > spec.get("backoffLimit", DEFAULT_BACKOFF_LIMIT):
             return _failure(
                 "BackoffLimitExceeded", "Job has reached the specified backoff limit"
             )
@@ -283,13 +282,10 @@ class JobController:
         if wait > 0:
             self._queue.add((metadata["namespace"], metadata["name"]), wait)
             return
-        try:
+        with ignoring_not_found():
             self._deleter.delete_job(
                 metadata["namespace"], metadata["name"], "Background"
             )
-        except ApiError as error:
-            if error.reason != "NotFound":
-                raise
         self._forget(metadata["uid"])
 
     def _collect_orphans(self, namespace: str, name: str, job: Obj | None) -> None:
@@ -309,11 +305,8 @@ class JobController:
 
         pods, _ = self._store.select("Pod", namespace, stale)
         for pod in pods:
-            try:
+            with ignoring_not_found():
                 self._deleter.delete_pod(namespace, pod["metadata"]["name"])
-            except ApiError as error:
-                if error.reason != "NotFound":
-                    raise
 
     def _forget(self, uid: str) -> None:
         for table in (self._counted, self._started, self._finished):
@@ -387,10 +380,6 @@ def _condition(job: Obj, type_: str) -> Obj | None:
     return None
 
 
-def _running(pod: Obj) -> bool:
-    return pod.get("status", {}).get("phase") not in _TERMINAL_PHASES
-
-
 def _ready(pod: Obj) -> bool:
     return any(
         condition.get("type") == "Ready" and condition.get("status") == "True"
@@ -399,12 +388,7 @@ def _ready(pod: Obj) -> bool:
 
 
 def _restarts(pod: Obj) -> int:
-    status = pod.get("status") or {}
-    containers = [
-        *(status.get("initContainerStatuses") or []),
-        *(status.get("containerStatuses") or []),
-    ]
-    return sum(int(container.get("restartCount", 0)) for container in containers)
+    return sum(int(entry.get("restartCount", 0)) for entry in container_statuses(pod))
 
 
 def _as_written(status: Obj) -> Obj:

@@ -7,10 +7,11 @@ import logging
 import threading
 from pathlib import Path
 
-from .errors import ApiError
+from .errors import ignoring_not_found
 from .images import ImageRegistry
 from .logs import ContainerLog
 from .meta import Obj, is_deleting
+from .pod_status import pod_finished
 from .pod_worker import PodWorker
 from .scheduler import Scheduler
 from .state import Change, ObjectStore, follow_changes
@@ -109,7 +110,7 @@ class Kubelet:
         for pod in pods:
             if is_deleting(pod):
                 self._on_change(Change(revision, "MODIFIED", "Pod", pod, None))
-            elif pod["metadata"]["uid"] not in workers and not _finished(pod):
+            elif pod["metadata"]["uid"] not in workers and not pod_finished(pod):
                 self._on_change(Change(revision, "ADDED", "Pod", pod, None))
 
     def _on_change(self, change: Change) -> None:
@@ -145,11 +146,8 @@ class Kubelet:
         key = (metadata["namespace"], metadata["name"])
         if self._pod_with_uid(key, metadata["uid"]) is None:
             return
-        try:
+        with ignoring_not_found():
             self.store.delete("Pod", *key)
-        except ApiError as error:
-            if error.reason != "NotFound":
-                raise
         self._forget(metadata["uid"])
 
     def _pod_with_uid(self, key: tuple[str, str], uid: str) -> Obj | None:
@@ -161,7 +159,3 @@ class Kubelet:
     def _forget(self, uid: str) -> None:
         with self._lock:
             self._logs.pop(uid, None)
-
-
-def _finished(pod: Obj) -> bool:
-    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")

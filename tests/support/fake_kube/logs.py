@@ -61,13 +61,6 @@ class ContainerLog:
             self._closed = True
             self._lock.notify_all()
 
-    def text(self) -> str:
-        """Everything written so far, as text."""
-        with self._lock:
-            return b"".join(line.data for line in self._lines).decode(
-                "utf-8", errors="replace"
-            )
-
     def read(self, query: LogQuery) -> list[LogLine]:
         """The lines written so far that `query` selects."""
         return self._snapshot(query)[0]

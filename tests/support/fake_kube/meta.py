@@ -1,4 +1,4 @@
-"""Object metadata helpers: times, names, uids, owners and labels."""
+"""Object metadata helpers: times, names, uids and owners."""
 
 from __future__ import annotations
 
@@ -65,18 +65,6 @@ def name_of(obj: Obj) -> str:
     """metadata.name."""
     name: str = obj["metadata"]["name"]
     return name
-
-
-def namespace_of(obj: Obj) -> str:
-    """metadata.namespace, "" for cluster-scoped objects."""
-    namespace: str = obj["metadata"].get("namespace", "")
-    return namespace
-
-
-def labels_of(obj: Obj) -> dict[str, str]:
-    """metadata.labels, empty when there are none."""
-    labels: dict[str, str] = obj.get("metadata", {}).get("labels") or {}
-    return labels
 
 
 def controller_of(obj: Obj) -> Obj | None:

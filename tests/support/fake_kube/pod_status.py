@@ -11,6 +11,21 @@ from .meta import Obj, now
 Waiting = "waiting"
 Running = "running"
 Terminated = "terminated"
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+def pod_finished(pod: Obj) -> bool:
+    """Whether the pod has ended: its phase is Succeeded or Failed."""
+    return (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
+
+
+def container_statuses(pod: Obj) -> list[Obj]:
+    """The statuses of the pod's init containers, then of its containers."""
+    status = pod.get("status") or {}
+    return [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]
 
 
 class ContainerState:
@@ -122,7 +137,7 @@ class PodState:
         return status
 
     def _conditions(self) -> list[Obj]:
-        finished = self.phase in ("Succeeded", "Failed")
+        finished = self.phase in TERMINAL_PHASES
         unready = [s.name for s in self.main if s.kind != Running]
         uninitialized = [s.name for s in self.init if s.exit_code != 0]
         ready = not finished and not unready

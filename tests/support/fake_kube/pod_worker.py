@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .environment import resolve_container
-from .errors import ApiError
+from .errors import ignoring_not_found
 from .logs import LogQuery
 from .meta import Obj
 from .pod_status import ContainerState, PodState, Waiting, unschedulable_status
@@ -397,12 +397,9 @@ class PodWorker:
         self._update(apply)
 
     def _update(self, change: Callable[[Obj], None]) -> None:
-        try:
+        # A pod deleted at once (grace period 0) has no status to report.
+        with ignoring_not_found():
             self._kubelet.store.update("Pod", self._namespace, self._name, change)
-        except ApiError as error:
-            # A pod deleted at once (grace period 0) has no status to report.
-            if error.reason != "NotFound":
-                raise
 
 
 def _devices(
