@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stepforge.services.execution.job_spec import CONTAINER
+from stepforge.services.kubernetes.api import final_condition
 
 # Waiting reasons of a container that will not start without help.
 _STUCK_REASONS = frozenset(
@@ -20,16 +21,6 @@ _STUCK_REASONS = frozenset(
         "RunContainerError",
     }
 )
-
-
-def final_condition(job: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The Job's Complete or Failed condition, once it holds one."""
-    for condition in ((job or {}).get("status") or {}).get("conditions") or []:
-        if condition.get("type") in ("Complete", "Failed") and (
-            condition.get("status") == "True"
-        ):
-            return dict(condition)
-    return None
 
 
 def deadline_exceeded(job: dict[str, Any] | None) -> bool:

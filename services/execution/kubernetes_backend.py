@@ -32,7 +32,6 @@ from stepforge.services.execution.job_spec import (
 from stepforge.services.execution.job_status import (
     container_state,
     deadline_exceeded,
-    final_condition,
     has_started,
     waiting_reason,
 )
@@ -59,7 +58,12 @@ from stepforge.services.execution.pod_spec import (
 )
 from stepforge.services.execution.store import ExecutionStore, StoredExecution
 from stepforge.services.kubernetes import labels
-from stepforge.services.kubernetes.api import JobExists, KubeApi, KubeError
+from stepforge.services.kubernetes.api import (
+    JobExists,
+    KubeApi,
+    KubeError,
+    final_condition,
+)
 from stepforge.services.kubernetes.settings import (
     DEFAULT_PENDING_TIMEOUT_S,
     KubernetesSettings,

@@ -7,10 +7,10 @@ from typing import Any
 from stepforge.services.execution.job_spec import CONTAINER
 from stepforge.services.execution.job_status import (
     deadline_exceeded,
-    final_condition,
     has_started,
     waiting_reason,
 )
+from stepforge.services.kubernetes.api import final_condition
 
 
 def _job(*conditions: dict[str, str]) -> dict[str, Any]:
