@@ -22,8 +22,8 @@ from pathlib import Path
 from stepforge.services.build.builder import BuildSpec
 from stepforge.services.core.container_config import DEBIAN_PACKAGE_PATTERN
 from stepforge.services.core.languages import Language
+from stepforge.services.kubernetes.step_image import CODE_DIR, RUN_DIR, STEP_UID, VENV
 
-STEP_UID = 10001
 STEP_USER = "stepforge"
 
 # The uv binary that makes the image's virtual environment (and, on a CUDA
@@ -59,7 +59,6 @@ _ESCAPE_DIRECTIVE = re.compile(r"^#\s*escape\s*=\s*(\S)\s*$", re.IGNORECASE)
 _DIRECTIVE = re.compile(r"^#\s*[A-Za-z]+\s*=")
 _HEREDOC = re.compile(r"<<(-?)([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 
-_VENV = "/stepforge/venv"
 _UV = "/usr/local/bin/uv"
 _DOCKERFILE_FIELD = "container_config.dockerfile_path"
 
@@ -149,13 +148,13 @@ def generated_dockerfile(
         )
     lines += [
         f"RUN groupadd --gid {STEP_UID} {STEP_USER} \\\n"
-        f" && useradd --uid {STEP_UID} --gid {STEP_UID} --home-dir /stepforge/run "
+        f" && useradd --uid {STEP_UID} --gid {STEP_UID} --home-dir {RUN_DIR} "
         f"--no-create-home --shell /usr/sbin/nologin {STEP_USER}",
         f"COPY --from={UV_IMAGE} /uv {_UV}",
         uv_env,
-        _exec_run(_UV, "venv", "--no-project", "--python", python, _VENV),
-        f"COPY {GENERATED_CODE_DIR}/ /stepforge/code/",
-        "WORKDIR /stepforge/code",
+        _exec_run(_UV, "venv", "--no-project", "--python", python, VENV),
+        f"COPY {GENERATED_CODE_DIR}/ {CODE_DIR}/",
+        f"WORKDIR {CODE_DIR}",
     ]
     if requirements_path is not None:
         lines.append(
@@ -164,7 +163,7 @@ def generated_dockerfile(
                 "pip",
                 "install",
                 "--python",
-                f"{_VENV}/bin/python",
+                f"{VENV}/bin/python",
                 "--requirement",
                 requirements_path,
             )
@@ -228,10 +227,10 @@ def _contract_lines(*, copy_code: bool) -> list[str]:
     scripts = " ".join(f"{CONTEXT_DIR}/{name}" for name in CONTEXT_SCRIPTS)
     lines = [f"COPY {scripts} /stepforge/"]
     if copy_code:
-        lines += ["COPY . /stepforge/code/", "WORKDIR /stepforge/code"]
+        lines += [f"COPY . {CODE_DIR}/", f"WORKDIR {CODE_DIR}"]
     # The venv's bin comes first when there is one; a step's own image
     # provides `python` on its PATH otherwise.
-    lines += [f"ENV PATH={_VENV}/bin:$PATH", f"USER {STEP_UID}:{STEP_UID}"]
+    lines += [f"ENV PATH={VENV}/bin:$PATH", f"USER {STEP_UID}:{STEP_UID}"]
     return lines
 
 

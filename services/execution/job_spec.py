@@ -14,17 +14,18 @@ from stepforge.services.execution.limits import Limits, execution_timeout_s
 from stepforge.services.execution.store import StoredExecution
 from stepforge.services.kubernetes import labels
 from stepforge.services.kubernetes.settings import KubernetesSettings
+from stepforge.services.kubernetes.step_image import (
+    CODE_DIR,
+    POD_ENTRY,
+    RUN_DIR,
+    STEP_UID,
+)
 from stepforge.v1 import execution_pb2
 
 COMPONENT = "execution"
 CONTAINER = "step"
 JOB_PREFIX = "stepforge-run-"
-# Paths of the step image contract.
-POD_ENTRY = "/stepforge/pod_entry.py"
-CODE_DIR = "/stepforge/code"
-RUN_DIR = "/stepforge/run"
 TERMINATION_LOG = "/dev/termination-log"
-STEP_UID = 10001
 # How long a stopped pod gets between SIGTERM and SIGKILL; pod_entry passes
 # SIGTERM on to the step, which then has this long to wind down.
 TERMINATE_GRACE_S = 5

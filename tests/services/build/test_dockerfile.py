@@ -8,7 +8,6 @@ from support.build_specs import build_spec, code_folder
 
 from stepforge.services.build.dockerfile import (
     CUDA_BASE_IMAGES,
-    STEP_UID,
     UV_IMAGE,
     RecipeError,
     generated_dockerfile,
@@ -16,6 +15,7 @@ from stepforge.services.build.dockerfile import (
     wrapped_dockerfile,
 )
 from stepforge.services.core.languages import SUPPORTED_LANGUAGES, find_language
+from stepforge.services.kubernetes.step_image import STEP_UID
 
 CPU = find_language("python:3.11-slim")
 GPU = find_language("python-cuda:3.11-12.4")
