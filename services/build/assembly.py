@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -19,6 +18,7 @@ from stepforge.services.build.kaniko_builder import NEEDS_PRESIGNING, KanikoBuil
 from stepforge.services.build.local_builder import LocalBuilder
 from stepforge.services.build.service import BuildServicer
 from stepforge.services.core.object_store import ObjectStore, PresigningStore
+from stepforge.services.core.periodic import Periodic
 from stepforge.services.core.registry_client import RegistryClient
 from stepforge.services.core.server import Registration, ServiceParts
 from stepforge.services.kubernetes.client import api_client
@@ -90,7 +90,6 @@ def build_parts(
         # return, then close the image records.
         parts.closers.insert(0, kaniko.close)
         parts.closers.append(kaniko.interrupt)
-    stop_collecting = threading.Event()
 
     def recover() -> None:
         # No build runs yet: what these folders hold was left by a crash.
@@ -106,15 +105,17 @@ def build_parts(
             if kaniko is not None and kubernetes is not None
             else None
         )
-        threading.Thread(
-            target=_collect_periodically,
-            args=(objects, registry, context_max_age, stop_collecting),
-            name="archive-gc",
-            daemon=True,
-        ).start()
+
+        def collect() -> None:
+            collect_unreferenced_archives(objects, registry, GC_GRACE)
+            if context_max_age is not None:
+                collect_stale_build_contexts(objects, context_max_age)
+
+        collector = Periodic("archive-gc", collect, GC_INTERVAL_S)
+        parts.closers.append(collector.stop)
+        collector.start()
 
     parts.on_started.append(recover)
-    parts.closers.append(stop_collecting.set)
     return parts
 
 
@@ -129,20 +130,3 @@ def _kaniko_builder(
     if not isinstance(objects, PresigningStore):
         raise ValueError(NEEDS_PRESIGNING)
     return KanikoBuilder(api_client(kubernetes), kubernetes, objects, build_dir)
-
-
-def _collect_periodically(
-    objects: ObjectStore,
-    registry: RegistryClient,
-    context_max_age: timedelta | None,
-    stop: threading.Event,
-) -> None:
-    while True:
-        try:
-            collect_unreferenced_archives(objects, registry, GC_GRACE)
-            if context_max_age is not None:
-                collect_stale_build_contexts(objects, context_max_age)
-        except Exception:
-            logger.exception("archive garbage collection failed; retrying later")
-        if stop.wait(GC_INTERVAL_S):
-            return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
@@ -11,6 +10,7 @@ from pathlib import Path
 from typing import cast
 
 from stepforge.services.core.object_store import ObjectStore, PresigningStore
+from stepforge.services.core.periodic import Periodic
 from stepforge.services.core.registry_client import RegistryClient
 from stepforge.services.core.server import Registration, ServiceParts
 from stepforge.services.execution.backend import ExecutionBackend
@@ -83,16 +83,15 @@ def execution_parts(
             gpus,
         )
     servicer = ExecutionServicer(registry, store, logs, lifecycle, backend, objects)
-    stop_collecting = threading.Event()
+    collector = Periodic(
+        "execution-gc",
+        partial(collect_orphan_files, objects, store, GC_GRACE),
+        GC_INTERVAL_S,
+    )
 
     def recover() -> None:
         servicer.recover()
-        threading.Thread(
-            target=_collect_periodically,
-            args=(objects, store, stop_collecting),
-            name="execution-gc",
-            daemon=True,
-        ).start()
+        collector.start()
 
     return ServiceParts(
         registrations=[
@@ -105,7 +104,7 @@ def execution_parts(
         ],
         on_started=[recover],
         # Closed in reverse: the backend stops its runs before logs and store close.
-        closers=[store.close, logs.stop, backend.shutdown, stop_collecting.set],
+        closers=[store.close, logs.stop, backend.shutdown, collector.stop],
     )
 
 
@@ -147,15 +146,3 @@ def _kubernetes_backend(
         store,
         objects,
     )
-
-
-def _collect_periodically(
-    objects: ObjectStore, store: ExecutionStore, stop: threading.Event
-) -> None:
-    while True:
-        try:
-            collect_orphan_files(objects, store, GC_GRACE)
-        except Exception:
-            logger.exception("collecting orphan execution files failed; retrying later")
-        if stop.wait(GC_INTERVAL_S):
-            return
