@@ -3,7 +3,6 @@ S3 store on loopback."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import shutil
@@ -11,7 +10,6 @@ import tarfile
 import threading
 import time
 import uuid
-import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +20,7 @@ from support.fake_images import FakeImageRegistry, FakeKaniko, FakeStepImages
 from support.fake_kube import FakeCluster, FakeNode, HostRuntime, running_fake_cluster
 from support.kube_jobs import container_state, job_manifest
 from support.waiting import eventually
+from support.wheels import pure_python_wheel
 
 from stepforge.services.build.build_context import CONTEXT_PREFIX
 from stepforge.services.build.build_log import BuildLog
@@ -270,7 +269,7 @@ def test_a_steps_own_dockerfile_still_gives_an_image_of_the_contract(
 def test_a_cuda_step_gets_its_requirements_in_the_venv_uv_made(
     builds: _Builds, registry: FakeImageRegistry
 ) -> None:
-    wheel_name, wheel = _wheel("tinydep", "VALUE = 42\n")
+    wheel_name, wheel = pure_python_wheel("tinydep", "1.0", "VALUE = 42\n")
     spec = builds.spec(
         {
             "main.py": STEP,
@@ -458,32 +457,6 @@ def _run_in_image(builds: _Builds, image: str, command: list[str]) -> tuple[int,
     pod, code = found
     with kube.pod_log(pod, "step", follow=False, read_timeout_s=30) as log:
         return code, "\n".join(line.decode() for line in log.lines())
-
-
-def _wheel(name: str, module: str) -> tuple[str, bytes]:
-    """A pure-Python wheel of one module, written by hand."""
-    info = f"{name}-1.0.dist-info"
-    files = {
-        f"{name}/__init__.py": module.encode(),
-        f"{info}/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode()
-        ),
-        f"{info}/WHEEL": (
-            b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-        ),
-    }
-    record = [
-        f"{path},sha256="
-        + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        + f",{len(data)}"
-        for path, data in files.items()
-    ]
-    files[f"{info}/RECORD"] = ("\n".join([*record, f"{info}/RECORD,,"]) + "\n").encode()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
-    return f"{name}-1.0-py3-none-any.whl", buffer.getvalue()
 
 
 def _archive(directory: Path, files: dict[str, str | bytes]) -> tuple[Path, str]:

@@ -1,18 +1,17 @@
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import subprocess
 import sys
 import tarfile
 import threading
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.wheels import pure_python_wheel
 
 from stepforge.services.build.build_log import BuildLog
 from stepforge.services.build.builder import BuildOutcome, BuildSpec
@@ -42,29 +41,11 @@ def _archive(directory: Path, files: dict[str, str]) -> tuple[Path, str]:
 
 
 def _wheel(directory: Path, name: str, version: str, module_source: str) -> Path:
-    """Writes a minimal pure-Python wheel by hand."""
-    dist_info = f"{name}-{version}.dist-info"
-    files = {
-        f"{name}/__init__.py": module_source.encode(),
-        f"{dist_info}/METADATA": (
-            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        ).encode(),
-        f"{dist_info}/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: handmade\n"
-            b"Root-Is-Purelib: true\nTag: py3-none-any\n"
-        ),
-    }
-    record = []
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(data)}")
-    record.append(f"{dist_info}/RECORD,,")
-    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
+    """Writes a minimal pure-Python wheel into `directory`."""
+    file_name, content = pure_python_wheel(name, version, module_source)
     directory.mkdir(parents=True, exist_ok=True)
-    wheel = directory / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path, data in files.items():
-            archive.writestr(path, data)
+    wheel = directory / file_name
+    wheel.write_bytes(content)
     return wheel
 
 
